@@ -1,0 +1,1 @@
+"""Command-line interface: ``talk-to-transformers`` and ``python -m engine``."""

@@ -1,0 +1,167 @@
+"""``chat``: a typed conversation in the terminal, replies streamed as they are generated.
+
+Commands inside the chat: /new, /history [ID], /persona [P], /help, /quit. Ctrl-C while a reply
+streams stops that reply (what was shown is kept, marked cut); Ctrl-C or Ctrl-D at the prompt
+leaves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime
+from typing import TextIO
+
+from engine import paths
+from engine.chat import open_backend
+from engine.cli.main import decoding_overrides, print_error
+from engine.conversation import ChatSession
+from engine.errors import TalkError
+from engine.models.persona import Persona
+from engine.models.registry import find_persona
+from engine.store import ConversationStore
+
+HELP = """\
+Type a message and press Enter. Commands:
+  /new            start a new conversation
+  /history        list conversations;  /history ID  shows one and continues it
+  /persona [P]    show the persona, or switch to persona P (id, name or folder)
+  /help           this text
+  /quit           leave (or Ctrl-D)
+Ctrl-C while a reply is streaming stops that reply."""
+
+
+def run_chat(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """Run the chat loop until the user leaves."""
+    persona = find_persona(args.persona)
+    backend = _open(persona, args, out)
+    store = ConversationStore(paths.conversations_db())
+    try:
+        conversation = args.conversation or (store.latest_conversation() if args.resume else None)
+        if conversation is not None and conversation not in {c.id for c in store.conversations()}:
+            raise TalkError(f"There is no conversation {conversation}.",
+                            hint="List them with /history in the chat.",
+                            code="conversation_not_found")
+        session = ChatSession(store, backend, persona.id, conversation)
+        if args.message:
+            for message in args.message:
+                _send(session, message, out, echo_user=True)
+            return 0
+        print(f"Talking to {persona.label}. /help for commands, Ctrl-D to leave.", file=out)
+        if session.history:
+            _print_history(session, out)
+        return _loop(session, args, out)
+    finally:
+        store.close()
+
+
+def _open(persona: Persona, args: argparse.Namespace, out: TextIO):
+    where = f"the server at {args.remote}" if args.remote else "this machine"
+    print(f"Loading {persona.label} on {where}...", file=out, flush=True)
+    started = time.perf_counter()
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    backend = open_backend(persona, remote=args.remote, device=args.device,
+                           **decoding_overrides(args))
+    device = getattr(backend, "device", None)
+    detail = f" on {device}" if device else ""
+    print(f"Ready in {time.perf_counter() - started:.1f} s{detail}.", file=out, flush=True)
+    return backend
+
+
+def _loop(session: ChatSession, args: argparse.Namespace, out: TextIO) -> int:
+    while True:
+        try:
+            line = input("you> ")
+        except (EOFError, KeyboardInterrupt):
+            print(file=out)
+            return 0
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("/"):
+            if _command(session, line, args, out) == "quit":
+                return 0
+            continue
+        _send(session, line, out)
+
+
+def _send(session: ChatSession, text: str, out: TextIO, *, echo_user: bool = False) -> None:
+    if echo_user:
+        print(f"you> {text}", file=out)
+    print("bot> ", end="", file=out, flush=True)
+    stream = None
+    try:
+        stream = session.send(text)
+        for piece in stream:
+            print(piece, end="", file=out, flush=True)
+        print(file=out)
+    except KeyboardInterrupt:
+        if stream is not None:
+            stream.close()  # stops generation; what was shown is stored as cut
+        print(" [stopped]", file=out, flush=True)
+    except TalkError as err:
+        print(file=out)
+        print_error(err)
+
+
+def _command(session: ChatSession, line: str, args: argparse.Namespace, out: TextIO) -> str:
+    name, _, rest = line.partition(" ")
+    rest = rest.strip()
+    if name in ("/quit", "/exit", "/q"):
+        return "quit"
+    if name == "/help":
+        print(HELP, file=out)
+    elif name == "/new":
+        session.new_conversation()
+        print(f"New conversation ({session.conversation_id}).", file=out)
+    elif name == "/history":
+        _history_command(session, rest, out)
+    elif name == "/persona":
+        _persona_command(session, rest, args, out)
+    else:
+        print(f"Unknown command {name}. /help lists them.", file=out)
+    return ""
+
+
+def _history_command(session: ChatSession, rest: str, out: TextIO) -> None:
+    store = session.store
+    if not rest:
+        for conv in store.conversations()[:30]:
+            mark = "*" if conv.id == session.conversation_id else " "
+            when = datetime.fromtimestamp(conv.updated).strftime("%Y-%m-%d %H:%M")
+            title = conv.title or "(empty)"
+            print(f"{mark}{conv.id:>4}  {when}  {conv.persona:<16} {title}", file=out)
+        print("/history ID shows and continues a conversation.", file=out)
+        return
+    if not rest.isdigit() or int(rest) not in {c.id for c in store.conversations()}:
+        print(f"No conversation {rest!r}. /history lists them.", file=out)
+        return
+    replacement = ChatSession(store, session.backend, session.persona_id, int(rest))
+    session.conversation_id, session.history = replacement.conversation_id, replacement.history
+    _print_history(session, out)
+
+
+def _print_history(session: ChatSession, out: TextIO) -> None:
+    for turn in session.store.turns(session.conversation_id):
+        who = "you" if turn.role == "user" else "bot"
+        when = datetime.fromtimestamp(turn.created).strftime("%H:%M")
+        cut = " [cut]" if turn.status == "cut" else ""
+        print(f"[{when}] {who}> {turn.text}{cut}", file=out)
+
+
+def _persona_command(session: ChatSession, rest: str, args: argparse.Namespace,
+                     out: TextIO) -> None:
+    if not rest:
+        print(f"Persona: {session.persona_id}", file=out)
+        return
+    try:
+        persona = find_persona(rest)
+        backend = _open(persona, args, out)
+    except TalkError as err:
+        print_error(err)
+        return
+    session.switch_backend(backend, persona.id)
+    print(f"Now talking to {persona.label}.", file=out)

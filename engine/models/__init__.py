@@ -1,0 +1,1 @@
+"""Personas and their models: validation, catalogue, pulling, loading."""

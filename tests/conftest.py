@@ -1,0 +1,73 @@
+"""Shared fixtures: an isolated data folder per test, tiny and real personas, thread hygiene."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.tiny_models import build_tiny_dialogpt
+
+# Nothing in the tests may reach the Hub: fail fast instead of waiting on the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder for the whole run (the converted starter model is cached here)."""
+    path = tmp_path_factory.mktemp("data")
+    os.environ["TTT_DATA_DIR"] = str(path)
+    return path
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh, empty data folder for one test."""
+    path = tmp_path / "data"
+    monkeypatch.setenv("TTT_DATA_DIR", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_persona_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny random DialoGPT-shaped persona (greedy, 12 new tokens)."""
+    return build_tiny_dialogpt(tmp_path_factory.mktemp("personas") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_chat(tiny_persona_dir: Path):
+    """The tiny persona loaded through the normal loader, on CPU."""
+    from engine.chat.local import LocalChat
+    from engine.models.persona import load_persona
+
+    return LocalChat.load(load_persona(tiny_persona_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def starter_chat():
+    """The real SmolLM2-135M-Instruct starter persona, as a user gets it (slow: ~20-40 s)."""
+    from engine.chat.local import LocalChat
+    from engine.models.registry import find_persona
+
+    return LocalChat.load(find_persona("starter"), device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_threads():
+    """Fail a test that leaves a thread of ours running (generation, servers)."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5
+    while True:
+        extra = [t for t in threading.enumerate()
+                 if t not in before and t.is_alive()
+                 and (not t.daemon or t.name.startswith(("chat-", "serve-")))]
+        if not extra or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert not extra, f"threads left running: {[t.name for t in extra]}"

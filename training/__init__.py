@@ -1,0 +1,1 @@
+"""Persona creation: scrape, filter, dataset, fine-tune, evaluate, export (no Qt)."""
