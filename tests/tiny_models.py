@@ -20,7 +20,7 @@ CORPUS = [
 
 
 def build_tiny_dialogpt(folder: Path, *, n_positions: int = 128, decoding: dict | None = None,
-                        name: str = "Tiny DialoGPT") -> Path:
+                        name: str = "Tiny DialoGPT", n_layer: int = 2, n_embd: int = 64) -> Path:
     """A GPT-2 DialoGPT-shaped persona: byte-level BPE tokenizer + 2-layer GPT-2, safetensors."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from tokenizers import decoders as tk_decoders
@@ -40,18 +40,20 @@ def build_tiny_dialogpt(folder: Path, *, n_positions: int = 128, decoding: dict 
     import torch
 
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_layer=2,
-                        n_embd=64, n_head=2, bos_token_id=tokenizer.eos_token_id,
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_layer=n_layer,
+                        n_embd=n_embd, n_head=2, bos_token_id=tokenizer.eos_token_id,
                         eos_token_id=tokenizer.eos_token_id)
     model = GPT2LMHeadModel(config)
     with torch.no_grad():
-        # Random weights often pick EOS first (an empty reply) or raw non-printable bytes (text
-        # the streamer holds back as partial UTF-8). A zero embedding, tied to the output
-        # layer, gives logit 0, below the best random token: the model then writes exactly
-        # max_new_tokens printable tokens, so lengths and streaming become testable.
+        # Random weights often pick EOS first (an empty reply), raw bytes (held back by the
+        # streamer as partial UTF-8) or symbols (held back until the next space). A zero
+        # embedding, tied to the output layer, gives logit 0, below the best random token: the
+        # model then writes exactly max_new_tokens tokens of letters and spaces, which stream
+        # token by token, so lengths and streaming become testable.
         for token_id in range(len(tokenizer)):
             text = tokenizer.decode([token_id])
-            if token_id == tokenizer.eos_token_id or not (text.isascii() and text.isprintable()):
+            wordy = text.strip() and all(c.isascii() and (c.isalnum() or c == " ") for c in text)
+            if token_id == tokenizer.eos_token_id or not wordy:
                 model.transformer.wte.weight[token_id].zero_()
     model.save_pretrained(folder)
     persona = {

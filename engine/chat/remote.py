@@ -130,14 +130,22 @@ class RemoteChat:
 
 def _classify(err: Exception, url: str) -> RemoteError:
     """Map a client exception to a RemoteError whose code says what to do about it."""
-    from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
+    from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError, OfflineModeIsEnabled
 
+    if isinstance(err, OfflineModeIsEnabled):
+        return RemoteError(
+            f"Cannot reach the server at {url}: HF_HUB_OFFLINE is set, and huggingface_hub then "
+            "blocks every request, also to your own server.",
+            hint="Unset HF_HUB_OFFLINE to chat with a remote server.",
+            code="remote_offline_mode")
     if isinstance(err, InferenceTimeoutError) or is_timeout(err):
         return RemoteError(f"The server at {url} did not answer in time.",
                            hint="It may be loading the model or overloaded; try again.",
                            code="remote_timeout")
-    if isinstance(err, HfHubHTTPError) and err.response is not None:
-        status = err.response.status_code
+    # TGI-style JSON errors come back as TextGenerationError raised from the HTTP error.
+    http_error = err if isinstance(err, HfHubHTTPError) else err.__cause__
+    if isinstance(http_error, HfHubHTTPError) and http_error.response is not None:
+        status = http_error.response.status_code
         if status in (401, 403):
             return RemoteError(
                 f"The server at {url} refused the token (HTTP {status}).",
@@ -149,8 +157,9 @@ def _classify(err: Exception, url: str) -> RemoteError:
         if status in _RETRY_STATUS:
             return RemoteError(f"The server at {url} is busy (HTTP {status}).",
                                hint="Try again in a moment.", code="remote_busy")
-        return RemoteError(f"The server at {url} failed (HTTP {status}): {_server_message(err)}",
-                           code="remote_failed")
+        return RemoteError(
+            f"The server at {url} failed (HTTP {status}): {_server_message(http_error)}",
+            code="remote_failed")
     name = type(err).__name__
     if is_network_error(err):
         return RemoteError(f"Cannot reach the server at {url} ({name}).",

@@ -32,10 +32,10 @@ Type a message and press Enter. Commands:
 Ctrl-C while a reply is streaming stops that reply."""
 
 
-def run_chat(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run_chat(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run the chat loop until the user leaves."""
+    out = out or sys.stdout
     persona = find_persona(args.persona)
-    backend = _open(persona, args, out)
     store = ConversationStore(paths.conversations_db())
     try:
         conversation = args.conversation or (store.latest_conversation() if args.resume else None)
@@ -43,6 +43,7 @@ def run_chat(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             raise TalkError(f"There is no conversation {conversation}.",
                             hint="List them with /history in the chat.",
                             code="conversation_not_found")
+        backend = _open(persona, args, out)
         session = ChatSession(store, backend, persona.id, conversation)
         if args.message:
             for message in args.message:
@@ -91,9 +92,9 @@ def _loop(session: ChatSession, args: argparse.Namespace, out: TextIO) -> int:
 def _send(session: ChatSession, text: str, out: TextIO, *, echo_user: bool = False) -> None:
     if echo_user:
         print(f"you> {text}", file=out)
-    print("bot> ", end="", file=out, flush=True)
     stream = None
     try:
+        print("bot> ", end="", file=out, flush=True)
         stream = session.send(text)
         for piece in stream:
             print(piece, end="", file=out, flush=True)
