@@ -94,8 +94,8 @@ def test_models_add_bare_checkpoint(data_dir, tiny_persona_dir, tmp_path, capsys
 
 def test_import_engine_does_not_import_torch():
     code = ("import sys, engine, engine.cli.main, engine.chat, engine.models.registry; "
-            "heavy = [m for m in ('torch', 'transformers', 'huggingface_hub') if m in sys.modules]; "
-            "print(heavy); sys.exit(1 if heavy else 0)")
+            "heavy = [m for m in ('torch', 'transformers', 'huggingface_hub') "
+            "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -121,9 +121,10 @@ class ChatProcess:
     def wait_for(self, predicate, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while not predicate(self.out.decode(errors="replace")):
-            if time.monotonic() > deadline or self.proc.poll() is not None and self.chunks.empty():
-                raise AssertionError(f"never saw it; output so far: {self.out!r} "
-                                     f"stderr: {self.proc.stderr.read1() if self.proc.poll() is not None else ''!r}")
+            exited = self.proc.poll() is not None
+            if time.monotonic() > deadline or exited and self.chunks.empty():
+                err = self.proc.stderr.read1() if exited else b""
+                raise AssertionError(f"never saw it; output so far: {self.out!r} stderr: {err!r}")
             try:
                 self.out += self.chunks.get(timeout=0.05)
             except queue.Empty:
