@@ -23,8 +23,9 @@ FAST_RETRY = RetryPolicy(attempts=3, backoff_s=0.05, max_backoff_s=0.1, timeout_
 
 @pytest.fixture(autouse=True)
 def allow_localhost_requests(monkeypatch):
-    """The suite sets HF_HUB_OFFLINE, which blocks all of huggingface_hub's requests; these
-    tests talk only to servers on 127.0.0.1.
+    """Let huggingface_hub talk to servers on 127.0.0.1.
+
+    The suite sets HF_HUB_OFFLINE, which blocks all of huggingface_hub's requests.
     """
     import huggingface_hub.constants
 
