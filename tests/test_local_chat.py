@@ -128,3 +128,31 @@ def test_cuda_setting_without_gpu_is_a_clear_error(tiny_persona_dir):
     with pytest.raises(ConfigError) as caught:
         LocalChat.load(load_persona(tiny_persona_dir), device="cuda")
     assert caught.value.code == "cuda_unavailable"
+
+
+def test_lora_adapter_persona_loads_on_its_base(tiny_persona_dir, tmp_path):
+    pytest.importorskip("peft", reason="peft is in the dev extra")
+    import json
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from engine.models.persona import load_persona
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_persona_dir)
+    config = LoraConfig(r=4, target_modules=["c_attn"], init_lora_weights=False,
+                        fan_in_fan_out=True)
+    adapter_dir = tmp_path / "adapter"
+    get_peft_model(base, config).save_pretrained(adapter_dir)
+    base_persona = json.loads((tiny_persona_dir / "persona.json").read_text())
+    persona = {**base_persona, "name": "Adapter", "base_model": str(tiny_persona_dir)}
+    (adapter_dir / "persona.json").write_text(json.dumps(persona))
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (adapter_dir / name).write_bytes((tiny_persona_dir / name).read_bytes())
+
+    chat = LocalChat.load(load_persona(adapter_dir), device="cpu")
+    assert type(chat.loaded.model).__name__ == "GPT2LMHeadModel"  # merged into the base
+    reply = chat.reply(HELLO)
+    assert isinstance(reply, str) and reply
+    plain = LocalChat.load(load_persona(tiny_persona_dir), device="cpu")
+    assert reply != plain.reply(HELLO)  # the random LoRA weights are really applied

@@ -160,7 +160,8 @@ def _load_adapter(folder: Path, persona: Persona, placement: Placement,
                 f"{persona.label} is an adapter on {base_ref}, which is not downloaded.",
                 hint="Pull the base model first (talk-to-transformers models pull ...).",
             ) from err
-    model = PeftModel.from_pretrained(base, folder)
+    # Merged once at load: generation then runs at the plain model's speed.
+    model = PeftModel.from_pretrained(base, folder).merge_and_unload()
     return model.to(placement.device)
 
 

