@@ -208,3 +208,39 @@ def test_ctrl_c_stops_the_reply_not_the_session(tmp_path, long_persona):
     store.close()
     assert [(t.role, t.status) for t in turns] == [("user", "done"), ("assistant", "cut")], (
         chat.out, store.conversations())
+
+
+def test_models_pull_from_a_hub_then_chat(tmp_path, tiny_persona_dir):
+    """The real pull path (huggingface_hub over HTTP), against a local fake Hub."""
+    import shutil
+
+    from tests.fake_hub import FakeHub
+
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_persona_dir, repo)
+    (repo / "persona.json").unlink()
+    (repo / "flax_model.msgpack").write_bytes(b"not wanted")
+    data, cache = tmp_path / "data", tmp_path / "hf-cache"
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(TTT_DATA_DIR=str(data), HF_HUB_CACHE=str(cache), PYTHONUNBUFFERED="1")
+
+    def cli(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT,
+                              env={**env, **extra}, capture_output=True, text=True, timeout=120)
+
+    with FakeHub("microsoft/DialoGPT-small", repo) as hub:
+        pulled = cli("models", "pull", "dialogpt-small", HF_ENDPOINT=hub.url)
+    assert pulled.returncode == 0, (pulled.stderr, hub.requests)
+    assert "Ready: DialoGPT small" in pulled.stdout
+    fetched = {r.rsplit("/", 1)[-1] for r in hub.requests if "/resolve/" in r}
+    assert "model.safetensors" in fetched and "flax_model.msgpack" not in fetched
+    # Now offline: the persona loads from the cache (the skipped Flax file is not missed), and
+    # chat works.
+    chatted = cli("chat", "-p", "dialogpt-small", "-m", "hello", HF_HUB_OFFLINE="1")
+    assert chatted.returncode == 0, chatted.stderr
+    assert "bot> " in chatted.stdout
+    listed = cli("models", "list", HF_HUB_OFFLINE="1")
+    assert "dialogpt-small" in listed.stdout and "ready" in listed.stdout
+    removed = cli("models", "remove", "dialogpt-small", "--purge-cache", HF_HUB_OFFLINE="1")
+    assert removed.returncode == 0, removed.stderr
+    assert not list(cache.glob("models--microsoft--DialoGPT-small/snapshots/*/*"))

@@ -50,17 +50,18 @@ def weights_folder(persona: Persona) -> Path:
                      f"{(weights.package or '').replace('_', '-')}",
             )
         return Path(next(iter(spec.submodule_search_locations)))
-    from huggingface_hub import errors as hub_errors
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import try_to_load_from_cache
 
-    try:
-        return Path(snapshot_download(weights.repo_id or "", revision=weights.revision,
-                                      local_files_only=True))
-    except (hub_errors.LocalEntryNotFoundError, hub_errors.OfflineModeIsEnabled, OSError) as err:
+    # Not snapshot_download(local_files_only=True): it reports a snapshot "incomplete" when a
+    # pull skipped files on purpose (TF/Flax weights), so look up one file of the snapshot.
+    config = try_to_load_from_cache(weights.repo_id or "", "config.json",
+                                    revision=weights.revision)
+    if not isinstance(config, str):
         raise ModelNotAvailableError(
             f"The model of {persona.label} ({weights.repo_id}) is not downloaded.",
             hint=f"Pull it: talk-to-transformers models pull {persona.id}",
-        ) from err
+        )
+    return Path(config).parent
 
 
 def load(persona: Persona, device: str = "auto") -> LoadedModel:
