@@ -244,3 +244,36 @@ def test_models_pull_from_a_hub_then_chat(tmp_path, tiny_persona_dir):
     removed = cli("models", "remove", "dialogpt-small", "--purge-cache", HF_HUB_OFFLINE="1")
     assert removed.returncode == 0, removed.stderr
     assert not list(cache.glob("models--microsoft--DialoGPT-small/snapshots/*/*"))
+
+
+def test_serve_and_chat_remote_as_processes(tmp_path, tiny_persona_dir):
+    """`serve` in one process, `chat --remote` in another, a token between them."""
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(TTT_DATA_DIR=str(tmp_path / "data"), PYTHONUNBUFFERED="1",
+               TTT_SERVE_TOKEN="tok-123")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "engine", "serve", "-p", str(tiny_persona_dir), "--port", "0"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        while "Serving" not in line:
+            line = server.stdout.readline()
+            assert line, server.stderr.read()
+        url = line.split(" on ", 1)[1].split(" ", 1)[0]
+        assert url.startswith("http://127.0.0.1:") and "bearer token required" in line
+        chat = [sys.executable, "-m", "engine", "chat", "-p", str(tiny_persona_dir),
+                "--remote", url, "-m", "hello there"]
+        ok = subprocess.run(chat, cwd=ROOT, env={**env, "HF_TOKEN": "tok-123"},
+                            capture_output=True, text=True, timeout=120)
+        assert ok.returncode == 0, ok.stderr
+        assert "bot> " in ok.stdout and "error" not in ok.stderr
+        denied = subprocess.run(chat, cwd=ROOT, env={**env, "HF_TOKEN": "wrong"},
+                                capture_output=True, text=True, timeout=120)
+        assert denied.returncode == 1
+        assert "refused the token (HTTP 401)" in denied.stderr
+        assert "Traceback" not in denied.stderr
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+        server.stdout.close()
+        server.stderr.close()

@@ -46,9 +46,8 @@ def run_chat(args: argparse.Namespace, out: TextIO | None = None) -> int:
         backend = _open(persona, args, out)
         session = ChatSession(store, backend, persona.id, conversation)
         if args.message:
-            for message in args.message:
-                _send(session, message, out, echo_user=True)
-            return 0
+            sent = [_send(session, message, out, echo_user=True) for message in args.message]
+            return 0 if all(sent) else 1
         print(f"Talking to {persona.label}. /help for commands, Ctrl-D to leave.", file=out)
         if session.history:
             _print_history(session, out)
@@ -60,6 +59,11 @@ def run_chat(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def _open(persona: Persona, args: argparse.Namespace, out: TextIO):
     where = f"the server at {args.remote}" if args.remote else "this machine"
     print(f"Loading {persona.label} on {where}...", file=out, flush=True)
+    from engine.models.loader import needs_conversion
+
+    if needs_conversion(persona):
+        print("First use: converting its GGUF weights to safetensors, once (about half a "
+              "minute; ~0.5 GB in the data folder).", file=out, flush=True)
     started = time.perf_counter()
     from transformers.utils import logging as hf_logging
 
@@ -89,7 +93,8 @@ def _loop(session: ChatSession, args: argparse.Namespace, out: TextIO) -> int:
         _send(session, line, out)
 
 
-def _send(session: ChatSession, text: str, out: TextIO, *, echo_user: bool = False) -> None:
+def _send(session: ChatSession, text: str, out: TextIO, *, echo_user: bool = False) -> bool:
+    """Send one message and print the reply as it streams; False if it failed."""
     if echo_user:
         print(f"you> {text}", file=out)
     stream = None
@@ -106,6 +111,8 @@ def _send(session: ChatSession, text: str, out: TextIO, *, echo_user: bool = Fal
     except TalkError as err:
         print(file=out)
         print_error(err)
+        return False
+    return True
 
 
 def _command(session: ChatSession, line: str, args: argparse.Namespace, out: TextIO) -> str:

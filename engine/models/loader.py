@@ -176,14 +176,29 @@ def _context_tokens(config: Any, tokenizer: Any, persona: Persona) -> int:
     return int(context)
 
 
+def needs_conversion(persona: Persona) -> bool:
+    """Whether loading ``persona`` will first convert GGUF weights (slow, once)."""
+    if not persona.weights.gguf_file:
+        return False
+    try:
+        folder = weights_folder(persona)
+    except ModelNotAvailableError:
+        return False
+    return not (_gguf_cache_path(folder / persona.weights.gguf_file) / "config.json").is_file()
+
+
+def _gguf_cache_path(source: Path) -> Path:
+    stat = source.stat()
+    key = hashlib.sha256(f"{source}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    return paths.cache_dir() / "gguf" / f"{source.stem}-{key}"
+
+
 def _converted_gguf(folder: Path, gguf_file: str) -> Path:
     """A safetensors copy of a GGUF checkpoint, made once and kept in the app's cache."""
     source = folder / gguf_file
     if not source.is_file():
         raise ModelNotAvailableError(f"The GGUF file {gguf_file} is missing from {folder}.")
-    stat = source.stat()
-    key = hashlib.sha256(f"{source}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
-    target = paths.cache_dir() / "gguf" / f"{source.stem}-{key}"
+    target = _gguf_cache_path(source)
     if (target / "config.json").is_file():
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
