@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -98,9 +99,7 @@ class LocalChat:
                     piece = next(streamer)
                 except StopIteration:
                     break
-                except Exception as err:  # queue.Empty on timeout: still generating?
-                    if type(err).__name__ != "Empty":
-                        raise
+                except queue.Empty:  # no token within the poll interval: still generating?
                     if not worker.is_alive():
                         break
                     continue
