@@ -71,3 +71,16 @@ def no_leftover_threads():
             break
         time.sleep(0.05)
     assert not extra, f"threads left running: {[t.name for t in extra]}"
+
+
+@pytest.fixture(scope="session")
+def pulse(tmp_path_factory):
+    """A private PulseAudio server: default sink ``vsink``, default source ``vmic``."""
+    from tests.pulse import PulseServer
+
+    if not PulseServer.available():
+        pytest.skip("needs PulseAudio (installed by `bash installer/setup.sh --dev`)")
+    server = PulseServer(tmp_path_factory.mktemp("pulse"))
+    server.start()
+    yield server
+    server.stop()

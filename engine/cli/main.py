@@ -30,6 +30,17 @@ def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
                           help="sample replies")
 
 
+def _add_asr_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("speech recognition")
+    group.add_argument("--asr", choices=("faster-whisper", "whisper"), default="faster-whisper",
+                       help="backend (default faster-whisper)")
+    group.add_argument("--model", default=None,
+                       help="model: a size such as small.en, or a path; default: the bundled "
+                            "tiny.en (faster-whisper) / base.en (whisper)")
+    group.add_argument("--language", default="auto", help="language code, or auto")
+    group.add_argument("--asr-device", choices=("auto", "cuda", "cpu"), default="auto")
+
+
 def decoding_overrides(args: argparse.Namespace) -> dict[str, object]:
     """The decoding flags the user gave."""
     names = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty",
@@ -89,6 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default TTT_SERVE_TOKEN; unset = no token needed)")
     _add_decoding_flags(serve)
 
+    sub.add_parser("devices", help="list audio input devices")
+    listen = sub.add_parser("listen", help="record from the microphone and print what was said")
+    listen.add_argument("--device", "-d", metavar="D",
+                        help="input device: number or part of its name (default: the system's)")
+    listen.add_argument("--hands-free", action="store_true",
+                        help="the voice detector decides when you stop (default: push-to-talk "
+                             "with Enter)")
+    listen.add_argument("--once", action="store_true", help="stop after one utterance")
+    listen.add_argument("--sensitivity", type=int, choices=(0, 1, 2, 3), default=2,
+                        help="hands-free voice detector strictness (default 2)")
+    _add_asr_flags(listen)
+    transcribe = sub.add_parser("transcribe", help="transcribe audio files")
+    transcribe.add_argument("files", nargs="+", metavar="FILE",
+                            help="WAV, FLAC, OGG; MP3/M4A need ffmpeg")
+    _add_asr_flags(transcribe)
+
     token = sub.add_parser("token", help="the Hugging Face token in the OS keyring")
     tsub = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     tsub.add_parser("set", help="store a token (asked for, not echoed)")
@@ -121,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from engine.cli.serve import run_serve
 
             return run_serve(args)
+        if command in ("devices", "listen", "transcribe"):
+            from engine.cli.listen import run_audio
+
+            return run_audio(args)
         if command == "token":
             from engine.cli.token import run_token
 

@@ -1,0 +1,1 @@
+"""Audio in and out: device capture, format conversion, frames for the VAD, levels."""

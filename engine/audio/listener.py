@@ -1,0 +1,138 @@
+"""From a stream of 16 kHz blocks to utterances: hands-free (VAD decides) or push-to-talk.
+
+Push-to-talk trims silence at both ends and refuses a press with no speech in it ("no speech
+heard") rather than sending an empty transcript on to the chat. A level (dBFS) is reported for
+every block so a UI can draw a meter.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.audio.frames import SAMPLE_RATE, FrameSlicer, dbfs
+from engine.audio.segmenter import Event, Segmenter, SegmenterOptions
+from engine.audio.vad import VoiceActivity
+from engine.errors import TalkError
+
+FRAME_MS = 30
+
+
+class NoSpeechError(TalkError):
+    """The recording holds no speech."""
+
+    code = "no_speech"
+
+
+@dataclass(frozen=True)
+class ListenOptions:
+    """How speech is found in the audio."""
+
+    sensitivity: int = 2  # webrtcvad mode, 0 (lenient) to 3 (strict)
+    segmenter: SegmenterOptions = field(default_factory=SegmenterOptions)
+    margin_s: float = 0.2  # audio kept around the speech when push-to-talk trims
+    min_speech_s: float = 0.1  # less voiced audio than this is "no speech heard"
+
+
+class Listener:
+    """Finds speech in 16 kHz mono blocks."""
+
+    def __init__(self, options: ListenOptions | None = None,
+                 on_level: Callable[[float], None] | None = None,
+                 on_event: Callable[[str], None] | None = None):
+        self.options = options or ListenOptions()
+        self.vad = VoiceActivity(self.options.sensitivity)
+        self.on_level = on_level or (lambda level: None)
+        self.on_event = on_event or (lambda name: None)
+
+    def hands_free(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """Yield each utterance (pre-roll included) as the segmenter hears its end."""
+        opts = self.options.segmenter
+        slicer = FrameSlicer(FRAME_MS)
+        segmenter = Segmenter(opts)
+        # Enough frames to hold the pre-roll plus the voiced run that triggered the start.
+        ring: deque[np.ndarray] = deque(
+            maxlen=max(1, round((opts.pre_roll_s + opts.start_s) / slicer.frame_seconds)))
+        utterance: list[np.ndarray] | None = None
+        for block in blocks:
+            self.on_level(dbfs(block))
+            for frame in slicer.push(block):
+                event = segmenter.process(slicer.frame_seconds, self.vad.is_speech(frame))
+                if utterance is None:
+                    ring.append(frame)
+                    if event is Event.STARTED:
+                        self.on_event("speech_started")
+                        utterance = list(ring)
+                        ring.clear()
+                    continue
+                utterance.append(frame)
+                if event is Event.ENDED:
+                    self.on_event("speech_ended")
+                    yield np.concatenate(utterance)
+                    utterance = None
+        if utterance:  # the source ended mid-utterance (file end, device lost): keep it
+            self.on_event("speech_ended")
+            yield np.concatenate(utterance)
+
+    def trim(self, audio: np.ndarray) -> np.ndarray:
+        """Push-to-talk: cut silence at both ends, keeping a margin.
+
+        Raises:
+            NoSpeechError: nothing voiced in the recording.
+
+        """
+        n = SAMPLE_RATE * FRAME_MS // 1000
+        frames = len(audio) // n
+        voiced = [i for i in range(frames) if self.vad.is_speech(audio[i * n:(i + 1) * n])]
+        if len(voiced) * FRAME_MS / 1000 < self.options.min_speech_s:
+            raise NoSpeechError("No speech heard.",
+                                hint="Hold the talk key while you speak, a little closer "
+                                     "to the microphone.")
+        margin = int(self.options.margin_s * SAMPLE_RATE)
+        start = max(0, voiced[0] * n - margin)
+        end = min(len(audio), (voiced[-1] + 1) * n + margin)
+        return audio[start:end]
+
+
+class PushToTalk:
+    """Press to start recording from a microphone, release to get the trimmed utterance."""
+
+    def __init__(self, microphone, listener: Listener):
+        self.microphone = microphone
+        self.listener = listener
+        self._blocks: list[np.ndarray] = []
+        self._thread: threading.Thread | None = None
+        self.error: TalkError | None = None  # set if the device failed mid-recording
+
+    def press(self) -> None:
+        """Start recording."""
+        self._blocks, self.error = [], None
+        self.microphone.start()
+        self._thread = threading.Thread(target=self._collect, name="capture-ptt", daemon=True)
+        self._thread.start()
+
+    def _collect(self) -> None:
+        try:
+            for block in self.microphone.blocks():
+                self._blocks.append(block)
+                self.listener.on_level(dbfs(block))
+        except TalkError as err:  # device lost: keep what was captured, report on release
+            self.error = err
+
+    def release(self) -> np.ndarray:
+        """Stop recording; the speech, trimmed (``error`` tells if the device failed).
+
+        Raises:
+            NoSpeechError: the recording holds no speech.
+
+        """
+        self.microphone.stop()
+        if self._thread is not None:
+            self._thread.join()
+        blocks = self._blocks + self.microphone.drain()
+        audio = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+        return self.listener.trim(audio)
