@@ -26,7 +26,10 @@ if ! command -v "$python" >/dev/null; then
 fi
 
 # System packages. Only what is missing is installed (apt needs root or sudo).
-apt_packages=()
+# Run: PortAudio (microphone, speaker), ffmpeg (MP3/M4A files).
+apt_packages=(libportaudio2 ffmpeg)
+# Tests: a PulseAudio server for the virtual sound card, espeak-ng and sox for real speech.
+[ "$dev" -eq 1 ] && apt_packages+=(pulseaudio pulseaudio-utils libasound2-plugins espeak-ng sox)
 "$python" -m venv --help >/dev/null 2>&1 || apt_packages+=(python3-venv)
 missing=()
 for pkg in "${apt_packages[@]}"; do
