@@ -61,7 +61,9 @@ def main() -> None:
           f"{args.runs} runs each")
     bench("faster-whisper bundled tiny.en", lambda: open_recognizer(
         "faster-whisper", device=args.device, language="en"), clips, args.runs)
-    for model in args.whisper_model or ["tiny.en", "base.en", "small.en"]:
+    bench("openai-whisper bundled tiny.en", lambda: open_recognizer(
+        "whisper", device=args.device, language="en"), clips, args.runs)
+    for model in args.whisper_model or ["base.en", "small.en"]:
         bench(f"openai-whisper {model}", lambda m=model: open_recognizer(
             "whisper", model=m, device=args.device, language="en"), clips, args.runs)
 

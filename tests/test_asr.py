@@ -142,3 +142,16 @@ def test_missing_whisper_size_says_how_to_get_it(monkeypatch, tmp_path):
     with pytest.raises(ModelNotAvailableError) as caught:
         open_recognizer("whisper", model="small.en", device="cpu")
     assert "not downloaded" in caught.value.message
+
+
+def test_openai_whisper_runs_the_bundled_tiny_en_like_faster_whisper(tiny_en, speech_dir):
+    """The CTranslate2 weights converted for openai-whisper recognise the same words."""
+    pytest.importorskip("whisper")
+    recognizer = open_recognizer("whisper", device="cpu", language="en")
+    errors = []
+    for sentence in SENTENCES:
+        audio = speech_array(sentence, speech_dir)
+        text = recognizer.transcribe(audio).text
+        print(f"{sentence!r} -> whisper {text!r}, faster {tiny_en.transcribe(audio).text!r}")
+        errors.append(word_error_rate(sentence, text))
+    assert sum(errors) / len(errors) <= 0.35

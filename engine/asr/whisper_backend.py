@@ -1,5 +1,8 @@
 """openai-whisper: model size from settings (tiny ... large, .en variants) or a checkpoint file.
 
+With no model named it runs the bundled Whisper tiny.en, converted once from its CTranslate2
+form (see ``ct2_whisper``), so this backend also works offline out of the box.
+
 Sizes load from whisper's own download cache (``~/.cache/whisper``); a missing one is not
 downloaded implicitly here, the error says how to get it. fp16 on CUDA.
 """
@@ -12,19 +15,33 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.asr.faster_backend import BUNDLED
 from engine.asr.types import Segment, Transcript
 from engine.errors import MissingDependencyError, ModelLoadError, ModelNotAvailableError
 
 
 def _whisper_cache() -> Path:
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "whisper"
-    return default
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "whisper"
+
+
+def _bundled_checkpoint() -> Path:
+    """The bundled tiny.en (CTranslate2) as an openai-whisper checkpoint, converted once."""
+    from engine import paths
+    from engine.asr.ct2_whisper import convert
+    from engine.asr.faster_backend import bundled_model_path
+
+    source = bundled_model_path() / "model.bin"
+    stat = source.stat()
+    target = paths.cache_dir() / "whisper" / f"bundled-tiny.en-{stat.st_size}-{stat.st_mtime_ns}.pt"
+    if not target.is_file():
+        convert(source.parent, target)
+    return target
 
 
 class WhisperRecognizer:
     """openai-whisper; ``model`` is a size name ("small.en") or a path to a ``.pt`` checkpoint."""
 
-    def __init__(self, model: str = "base.en", device: str = "auto", language: str | None = None,
+    def __init__(self, model: str = BUNDLED, device: str = "auto", language: str | None = None,
                  beam_size: int | None = None):
         try:
             import whisper
@@ -38,7 +55,9 @@ class WhisperRecognizer:
         self.language = None if language in (None, "auto") else language
         self.beam_size = beam_size
         path = Path(model).expanduser()
-        if path.suffix == ".pt" or path.is_file():
+        if model == BUNDLED:
+            source = str(_bundled_checkpoint())
+        elif path.suffix == ".pt" or path.is_file():
             if not path.is_file():
                 raise ModelNotAvailableError(f"No Whisper checkpoint at {path}.")
             source = str(path)

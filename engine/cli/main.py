@@ -36,7 +36,7 @@ def _add_asr_flags(parser: argparse.ArgumentParser) -> None:
                        help="backend (default faster-whisper)")
     group.add_argument("--model", default=None,
                        help="model: a size such as small.en, or a path; default: the bundled "
-                            "tiny.en (faster-whisper) / base.en (whisper)")
+                            "Whisper tiny.en")
     group.add_argument("--language", default="auto", help="language code, or auto")
     group.add_argument("--asr-device", choices=("auto", "cuda", "cpu"), default="auto")
 
