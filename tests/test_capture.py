@@ -63,3 +63,48 @@ def test_no_sound_server_means_a_clear_no_microphone_error(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "No microphone found" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.audio
+def test_listen_command_hands_free_once(pulse, tmp_path):
+    wav = speak(SENTENCES[2], tmp_path, rate=48000, channels=2)
+    env = {**os.environ, "TTT_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "listen", "--hands-free", "--once"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        line = ""
+        while "Listening" not in line:  # the model is loaded and the microphone is open
+            line = proc.stderr.readline()
+            assert line, "listen exited early"
+        pulse.play(wav).wait(timeout=30)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert out.startswith("you said: ")
+    assert word_error_rate(SENTENCES[2], out.removeprefix("you said: ")) <= 0.35
+
+
+def test_transcribe_command(tmp_path):
+    good = speak(SENTENCES[1], tmp_path)
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    env = {**os.environ, "TTT_DATA_DIR": str(tmp_path / "data")}
+    result = subprocess.run([sys.executable, "-m", "engine", "transcribe", str(good), str(empty)],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1  # one file failed
+    assert "Please call me back tomorrow morning." in result.stdout
+    assert "empty.wav is empty (0 bytes)" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.audio
+def test_device_lost_mid_recording_keeps_what_was_captured(pulse):
+    result = subprocess.run([sys.executable, str(ROOT / "tests" / "device_loss_script.py")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    code, kept = result.stdout.split()
+    assert code == "device_lost"
+    assert float(kept) > 1.0  # the speech before the loss is still there
