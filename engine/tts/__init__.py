@@ -1,0 +1,1 @@
+"""Text to speech: ``synthesize(text, voice) -> Iterator[AudioChunk]``, plus text preparation."""

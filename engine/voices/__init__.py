@@ -1,0 +1,1 @@
+"""Voices: enrolment, quality checks, the speaker encoder, storage."""

@@ -1,0 +1,116 @@
+"""Is a voice sample good enough to clone? Checks with verdicts a person can act on.
+
+Each check measures one thing (length, clipping, loudness, speech present, noise, one speaker)
+and says what to do when it fails. All thresholds live in :class:`QualityOptions`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.audio.frames import SAMPLE_RATE, dbfs
+from engine.audio.vad import VoiceActivity
+
+FRAME = SAMPLE_RATE * 30 // 1000  # 30 ms VAD frames
+
+
+@dataclass(frozen=True)
+class QualityOptions:
+    """Thresholds of the enrolment checks."""
+
+    min_seconds: float = 5.0  # shorter samples clone poorly
+    clip_level: float = 0.99  # |sample| at or above this is clipped
+    max_clipped_ratio: float = 0.01  # share of clipped samples tolerated
+    min_speech_dbfs: float = -40.0  # speech quieter than this is too quiet
+    min_speech_ratio: float = 0.4  # share of 30 ms frames that must be voiced
+    min_snr_db: float = 15.0  # loud frames (95th percentile) over the quiet ones (10th)
+    min_consistency: float = 0.82  # least similarity between the sample's thirds (GE2E cosine)
+    vad_sensitivity: int = 2  # webrtcvad mode used to find the speech
+
+
+@dataclass(frozen=True)
+class Check:
+    """One measurement and its verdict."""
+
+    name: str
+    ok: bool
+    value: float | None
+    message: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """All checks of one sample."""
+
+    checks: tuple[Check, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every check passed."""
+        return all(c.ok for c in self.checks)
+
+    @property
+    def problems(self) -> list[str]:
+        """Messages of the failed checks."""
+        return [c.message for c in self.checks if not c.ok]
+
+    def summary(self) -> str:
+        """One line for people."""
+        return "good sample" if self.ok else "; ".join(self.problems)
+
+    def to_json(self) -> dict[str, Any]:
+        """For voice.json."""
+        checks = [{**asdict(c), "ok": bool(c.ok),
+                   "value": None if c.value is None else float(c.value)}
+                  for c in self.checks]
+        return {"ok": self.ok, "summary": self.summary(), "checks": checks}
+
+
+def assess(audio: np.ndarray, encoder: Any | None = None,
+           options: QualityOptions | None = None) -> Verdict:
+    """Check 16 kHz mono ``audio``; ``encoder`` (a SpeakerEncoder) enables the speaker check."""
+    opts = options or QualityOptions()
+    audio = np.asarray(audio, dtype=np.float32)
+    seconds = len(audio) / SAMPLE_RATE
+    checks = [Check("duration", seconds >= opts.min_seconds, round(seconds, 2),
+                    f"too short: {seconds:.1f} s, need at least {opts.min_seconds:g} s"
+                    if seconds < opts.min_seconds else f"{seconds:.1f} s")]
+    clipped = float(np.mean(np.abs(audio) >= opts.clip_level)) if audio.size else 0.0
+    checks.append(Check("clipping", clipped <= opts.max_clipped_ratio, round(clipped, 4),
+                        f"clipping in {clipped:.0%} of samples — move away from the mic or "
+                        "lower the input volume" if clipped > opts.max_clipped_ratio
+                        else "no clipping"))
+    vad = VoiceActivity(opts.vad_sensitivity)
+    frames = [audio[i:i + FRAME] for i in range(0, len(audio) - FRAME + 1, FRAME)]
+    voiced = np.array([vad.is_speech(f) for f in frames], dtype=bool)
+    ratio = float(voiced.mean()) if len(frames) else 0.0
+    checks.append(Check("speech", ratio >= opts.min_speech_ratio, round(ratio, 3),
+                        f"mostly silence: speech in only {ratio:.0%} of the sample"
+                        if ratio < opts.min_speech_ratio else f"speech in {ratio:.0%}"))
+    speech = np.concatenate([f for f, v in zip(frames, voiced, strict=True) if v]) \
+        if voiced.any() else np.zeros(0, np.float32)
+    level = dbfs(speech)
+    checks.append(Check("loudness", level >= opts.min_speech_dbfs, round(level, 1),
+                        f"too quiet: speech at {level:.0f} dBFS — speak up or move closer"
+                        if level < opts.min_speech_dbfs else f"speech at {level:.0f} dBFS"))
+    if len(frames) >= 20:
+        # Loud frames against the quietest ones, not VAD-voiced against unvoiced: heavy noise
+        # makes the VAD call everything speech, which would hide the noise it measures.
+        levels = np.array([dbfs(f) for f in frames])
+        snr = float(np.percentile(levels, 95) - np.percentile(levels, 10))
+        checks.append(Check("noise", snr >= opts.min_snr_db, round(snr, 1),
+                            f"noisy: speech is only {snr:.0f} dB above the background — find a "
+                            "quieter place" if snr < opts.min_snr_db else f"SNR {snr:.0f} dB"))
+    if encoder is not None and len(speech) >= 3 * SAMPLE_RATE * 1.6:
+        from engine.voices.encoder import similarity
+
+        parts = [encoder.embed(p) for p in np.array_split(speech, 3)]
+        least = min(similarity(parts[i], parts[j]) for i in range(3) for j in range(i + 1, 3))
+        checks.append(Check("one_speaker", least >= opts.min_consistency, round(least, 3),
+                            "more than one speaker? parts of the sample sound like different "
+                            f"people (similarity {least:.2f})" if least < opts.min_consistency
+                            else f"one speaker (consistency {least:.2f})"))
+    return Verdict(tuple(checks))
