@@ -45,15 +45,19 @@ def run_chat(args: argparse.Namespace, out: TextIO | None = None) -> int:
                             code="conversation_not_found")
         backend = _open(persona, args, out)
         session = ChatSession(store, backend, persona.id, conversation)
+        voice_out = _voice_output(args, persona, out) if args.speak else None
         if args.message:
-            sent = [_send(session, message, out, echo_user=True) for message in args.message]
+            sent = [_send(session, message, out, echo_user=True, voice_out=voice_out)
+                    for message in args.message]
             return 0 if all(sent) else 1
         print(f"Talking to {persona.label}. /help for commands, Ctrl-D to leave.", file=out)
         if session.history:
             _print_history(session, out)
-        return _loop(session, args, out)
+        return _loop(session, args, out, voice_out)
     finally:
         store.close()
+        if voice_out is not None:
+            voice_out[1].close()
 
 
 def _open(persona: Persona, args: argparse.Namespace, out: TextIO):
@@ -76,7 +80,28 @@ def _open(persona: Persona, args: argparse.Namespace, out: TextIO):
     return backend
 
 
-def _loop(session: ChatSession, args: argparse.Namespace, out: TextIO) -> int:
+def _voice_output(args: argparse.Namespace, persona: Persona, out: TextIO):
+    """(tts, player, voice) for spoken replies, or None with the reason shown."""
+    from engine.audio.player import Player
+    from engine.tts.pocket import DEFAULT_MODEL, PocketTTS
+    from engine.voices.store import find_voice
+
+    try:
+        ref = args.voice or persona.default_voice
+        voice = find_voice(ref) if ref else None
+        tts = PocketTTS(args.tts_model or DEFAULT_MODEL, device=args.tts_device)
+        player = Player(args.speaker_device)
+        player.start()
+    except TalkError as err:
+        print_error(err)
+        print("Replies will be text only.", file=out)
+        return None
+    label = f"the voice {voice.name}" if voice else "the voice model's own default voice"
+    print(f"Replies are spoken in {label}.", file=out)
+    return tts, player, voice
+
+
+def _loop(session: ChatSession, args: argparse.Namespace, out: TextIO, voice_out=None) -> int:
     while True:
         try:
             line = input("you> ")
@@ -90,25 +115,41 @@ def _loop(session: ChatSession, args: argparse.Namespace, out: TextIO) -> int:
             if _command(session, line, args, out) == "quit":
                 return 0
             continue
-        _send(session, line, out)
+        _send(session, line, out, voice_out=voice_out)
 
 
-def _send(session: ChatSession, text: str, out: TextIO, *, echo_user: bool = False) -> bool:
-    """Send one message and print the reply as it streams; False if it failed."""
+def _send(session: ChatSession, text: str, out: TextIO, *, echo_user: bool = False,
+          voice_out=None) -> bool:
+    """Send one message and print (and speak) the reply as it streams; False if it failed."""
     if echo_user:
         print(f"you> {text}", file=out)
     stream = None
+    speaker = None
+    if voice_out is not None:
+        from engine.tts.speaker import Speaker
+
+        speaker = Speaker(*voice_out)
     try:
         print("bot> ", end="", file=out, flush=True)
         stream = session.send(text)
         for piece in stream:
             print(piece, end="", file=out, flush=True)
+            if speaker is not None:
+                speaker.feed(piece)
         print(file=out)
+        if speaker is not None:
+            speaker.finish()
+            if speaker.error is not None:
+                print_error(speaker.error)
     except KeyboardInterrupt:
         if stream is not None:
             stream.close()  # stops generation; what was shown is stored as cut
+        if speaker is not None:
+            speaker.stop()
         print(" [stopped]", file=out, flush=True)
     except TalkError as err:
+        if speaker is not None:
+            speaker.stop()
         print(file=out)
         print_error(err)
         return False

@@ -41,6 +41,22 @@ def _add_asr_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--asr-device", choices=("auto", "cuda", "cpu"), default="auto")
 
 
+def _seconds(text: str) -> float:
+    value = float(text.lower().removesuffix("s"))
+    if not 1 <= value <= 120:
+        raise argparse.ArgumentTypeError("record between 1 and 120 seconds")
+    return value
+
+
+def _add_tts_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("voice output")
+    group.add_argument("--tts-model", default=None,
+                       help="Pocket TTS checkpoint: a folder or Hub id "
+                            "(default: eustlb/pocket-tts)")
+    group.add_argument("--tts-device", choices=("auto", "cuda", "cpu"), default="auto")
+    group.add_argument("--speaker-device", help="output device (number or part of its name)")
+
+
 def decoding_overrides(args: argparse.Namespace) -> dict[str, object]:
     """The decoding flags the user gave."""
     names = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty",
@@ -72,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue conversation ID (see /history)")
     chat.add_argument("--message", "-m", action="append", metavar="TEXT",
                       help="send TEXT and print the reply, without a prompt (repeatable)")
+    chat.add_argument("--speak", action="store_true", help="speak replies aloud")
+    chat.add_argument("--voice", help="enrolled voice for spoken replies (default: the "
+                                      "persona's, else the model's own)")
+    _add_tts_flags(chat)
     _add_decoding_flags(chat)
 
     models = sub.add_parser("models", help="list, pull, add or remove personas")
@@ -116,6 +136,38 @@ def build_parser() -> argparse.ArgumentParser:
                             help="WAV, FLAC, OGG; MP3/M4A need ffmpeg")
     _add_asr_flags(transcribe)
 
+    voices = sub.add_parser("voices", help="enroll, list, preview and manage cloned voices")
+    vsub = voices.add_subparsers(dest="voices_command", metavar="ACTION", required=True)
+    vsub.add_parser("list", help="enrolled voices with their verdicts")
+    vadd = vsub.add_parser("add", help="enroll a voice from a recording or a file")
+    vadd.add_argument("name")
+    source = vadd.add_mutually_exclusive_group(required=True)
+    source.add_argument("--file", "-f", help="WAV, FLAC, OGG or MP3 sample (5-60 s of speech)")
+    source.add_argument("--record", metavar="SECONDS", type=_seconds,
+                        help="record from the microphone, e.g. 10s")
+    vadd.add_argument("--device", "-d", help="input device for --record")
+    vadd.add_argument("--keep-anyway", action="store_true",
+                      help="keep a sample that fails its checks (it is flagged)")
+    vrename = vsub.add_parser("rename", help="rename a voice")
+    vrename.add_argument("name")
+    vrename.add_argument("new_name")
+    vdelete = vsub.add_parser("delete", help="delete a voice")
+    vdelete.add_argument("name")
+    vexport = vsub.add_parser("export", help="write a voice to a zip file")
+    vexport.add_argument("name")
+    vexport.add_argument("file")
+    vimport = vsub.add_parser("import", help="add a voice from a zip file")
+    vimport.add_argument("file")
+    vpreview = vsub.add_parser("preview", help="speak a sentence in the voice; scores similarity")
+    vpreview.add_argument("name")
+    vpreview.add_argument("--text", default="Hello! This is how I sound when I talk to you.")
+    _add_tts_flags(vpreview)
+    say = sub.add_parser("say", help="speak text in a voice")
+    say.add_argument("text")
+    say.add_argument("--voice", help="enrolled voice (default: the model's own voice)")
+    say.add_argument("--output", "-o", help="write a WAV file instead of playing")
+    _add_tts_flags(say)
+
     token = sub.add_parser("token", help="the Hugging Face token in the OS keyring")
     tsub = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     tsub.add_parser("set", help="store a token (asked for, not echoed)")
@@ -152,6 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from engine.cli.listen import run_audio
 
             return run_audio(args)
+        if command in ("voices", "say"):
+            from engine.cli.voices import run_voices
+
+            return run_voices(args)
         if command == "token":
             from engine.cli.token import run_token
 

@@ -7,7 +7,7 @@ import argparse
 from engine import paths
 from engine.errors import TalkError
 from engine.models import manager
-from engine.models.catalogue import catalogue
+from engine.models.catalogue import catalogue, tts_catalogue
 from engine.models.persona import Persona
 from engine.models.registry import list_personas
 
@@ -19,7 +19,12 @@ def run_models(args: argparse.Namespace) -> int:
         _list()
     elif action == "pull":
         persona = manager.pull(args.name)
-        print(f"Ready: {persona.label}. Chat with it: talk-to-transformers chat -p {persona.id}")
+        if persona is None:
+            print("Voice model ready. Replies can now be spoken: talk-to-transformers chat "
+                  "--speak")
+        else:
+            print(f"Ready: {persona.label}. Chat with it: talk-to-transformers chat "
+                  f"-p {persona.id}")
     elif action == "add":
         persona = manager.add_folder(args.folder, name=args.name)
         print(f"Added {persona.label} as '{persona.id}'. "
@@ -66,3 +71,13 @@ def _list() -> None:
         print(f"  {entry.id:<18} {entry.name:<34} {entry.size_mb:>7} MB  {state}")
         if entry.description:
             print(f"  {'':<18} {entry.description}")
+    print("\nVoice models:")
+    for entry in tts_catalogue():
+        from engine.tts.pocket import model_folder
+
+        try:
+            model_folder(entry.repo_id or "")
+            state = "ready"
+        except TalkError:
+            state = f"pull: talk-to-transformers models pull {entry.id}"
+        print(f"  {entry.id:<18} {entry.name:<34} {entry.size_mb:>7} MB  {state}")

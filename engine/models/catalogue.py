@@ -30,14 +30,19 @@ def _load() -> dict[str, Any]:
 
 
 def catalogue() -> list[CatalogueEntry]:
-    """All entries, in catalogue order."""
+    """All persona entries, in catalogue order."""
     return [CatalogueEntry(**entry) for entry in _load()["personas"]]
+
+
+def tts_catalogue() -> list[CatalogueEntry]:
+    """Voice models (the cloning TTS) that can be pulled."""
+    return [CatalogueEntry(**entry) for entry in _load().get("tts", [])]
 
 
 def catalogue_entry(ref: str) -> CatalogueEntry | None:
     """The entry whose id, name or repo id is ``ref`` (case-insensitive), if any."""
     ref = ref.lower()
-    for entry in catalogue():
+    for entry in catalogue() + tts_catalogue():
         if ref in {entry.id.lower(), entry.name.lower(), (entry.repo_id or "").lower()}:
             return entry
     return None

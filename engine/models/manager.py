@@ -46,8 +46,10 @@ def _brief(err: Exception) -> str:
     return text[:160]
 
 
-def pull(ref: str, *, progress: Callable[[str], None] = print) -> Persona:
-    """Download the catalogue persona ``ref`` into the Hub cache and register it.
+def pull(ref: str, *, progress: Callable[[str], None] = print) -> Persona | None:
+    """Download the catalogue persona (or voice model) ``ref`` into the Hub cache.
+
+    A persona is registered and returned; a voice model returns None.
 
     Raises:
         PersonaError: ``ref`` is not a pullable catalogue entry.
@@ -58,7 +60,7 @@ def pull(ref: str, *, progress: Callable[[str], None] = print) -> Persona:
     if entry is None:
         raise PersonaError(f"{ref!r} is not in the catalogue.",
                            hint="See: talk-to-transformers models list", code="persona_not_found")
-    if entry.kind != "hub" or not entry.repo_id:
+    if entry.kind not in ("hub", "tts") or not entry.repo_id:
         raise PersonaError(f"{entry.name} is {entry.kind}, not downloadable.",
                            code="persona_not_pullable")
     import huggingface_hub
@@ -69,6 +71,8 @@ def pull(ref: str, *, progress: Callable[[str], None] = print) -> Persona:
         files = [s.rfilename for s in info.siblings or []]
         # Prefer safetensors; fall back to PyTorch .bin (loaded with weights_only by transformers).
         weights = ["*.safetensors"] if any(f.endswith(".safetensors") for f in files) else ["*.bin"]
+        if entry.kind == "tts":  # the codec lives in a subfolder: take the whole tree
+            weights = [f"*/{p}" for p in _CONFIG_PATTERNS + weights] + weights
         progress(f"Downloading {entry.name} ({entry.repo_id}, about {entry.size_mb} MB)...")
         folder = huggingface_hub.snapshot_download(
             entry.repo_id, revision=info.sha, allow_patterns=_CONFIG_PATTERNS + weights
@@ -81,6 +85,9 @@ def pull(ref: str, *, progress: Callable[[str], None] = print) -> Persona:
         if is_network_error(err):
             raise _offline_error(entry, err) from err
         raise
+    if entry.kind == "tts":
+        progress(f"Downloaded to the Hugging Face cache: {folder}")
+        return None
     persona_json = {
         "schema_version": 1,
         "name": entry.name,

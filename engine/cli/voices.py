@@ -1,0 +1,164 @@
+"""``voices`` and ``say``: enrol voices, check them, hear them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from engine.voices import store
+
+READ_ALOUD = ("The rainbow is a division of white light into many beautiful colours. These take "
+              "the shape of a long round arch, with its path high above, and its two ends "
+              "apparently beyond the horizon.")
+
+
+def run_voices(args: argparse.Namespace) -> int:
+    """Dispatch ``voices ACTION`` and ``say``."""
+    if args.command == "say":
+        return _say(args)
+    action = args.voices_command
+    if action == "list":
+        return _list()
+    if action == "add":
+        return _add(args)
+    if action == "rename":
+        voice = store.rename(args.name, args.new_name)
+        print(f"Renamed to {voice.name}.")
+    elif action == "delete":
+        voice = store.delete(args.name)
+        print(f"Deleted the voice {voice.name}.")
+    elif action == "export":
+        path = store.export(args.name, Path(args.file))
+        print(f"Exported to {path}.")
+    elif action == "import":
+        voice = store.import_archive(Path(args.file))
+        print(f"Imported the voice {voice.name}.")
+    elif action == "preview":
+        return _preview(args)
+    return 0
+
+
+def _list() -> int:
+    voices, broken = store.list_voices()
+    if not voices and not broken:
+        print("No voices yet. Enroll one: talk-to-transformers voices add NAME --record 10s")
+    for voice in voices:
+        when = datetime.fromtimestamp(voice.created).strftime("%Y-%m-%d")
+        flag = " [flagged]" if voice.flagged else ""
+        sim = f"  similarity {voice.similarity:.2f}" if voice.similarity is not None else ""
+        print(f"  {voice.name:<24} {when}  {voice.verdict.get('summary', '')}{flag}{sim}")
+    for err in broken:
+        print(f"  (damaged) {err.message}")
+    return 0
+
+
+def _encoder():
+    from engine.voices.encoder import SpeakerEncoder
+
+    return SpeakerEncoder()
+
+
+def _record(seconds: float, device: str | None) -> np.ndarray:
+    from engine.audio.capture import Microphone
+    from engine.audio.frames import dbfs
+
+    mic = Microphone(device)
+    print("Read this aloud when the countdown ends:\n\n  " + READ_ALOUD + "\n")
+    for n in (3, 2, 1):
+        print(f"  {n}...", flush=True)
+        time.sleep(1)
+    blocks: list[np.ndarray] = []
+    mic.start()
+    started = time.monotonic()
+    try:
+        for block in mic.blocks():
+            blocks.append(block)
+            left = seconds - (time.monotonic() - started)
+            bars = int(max(0.0, min(1.0, (dbfs(block) + 60) / 60)) * 30)
+            print(f"\r  recording {max(left, 0):4.1f} s |{'#' * bars:<30}|", end="", flush=True)
+            if left <= 0:
+                break
+    finally:
+        mic.stop()
+        print()
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+
+
+def _add(args: argparse.Namespace) -> int:
+    if args.file:
+        from engine.audio.files import load_audio
+
+        audio, source = load_audio(args.file), Path(args.file).name
+    else:
+        audio, source = _record(args.record, args.device), "recording"
+    try:
+        voice, verdict = store.enroll(args.name, audio, 16000, source=source,
+                                      encoder=_encoder(), force=args.keep_anyway)
+    except store.VoiceQualityError as err:
+        _print_checks(err.verdict)
+        print(f"error: {err.message}\n  Record again, or add --keep-anyway to keep it flagged.",
+              file=sys.stderr)
+        return 1
+    _print_checks(verdict)
+    flag = " (flagged: it failed a check)" if voice.flagged else ""
+    print(f"Enrolled the voice {voice.name}{flag}. Hear it: talk-to-transformers voices preview "
+          f"{voice.id!r}")
+    return 0
+
+
+def _print_checks(verdict) -> None:
+    for check in verdict.checks:
+        print(f"  {'ok ' if check.ok else 'BAD'}  {check.name:<12} {check.message}")
+
+
+def _tts(args: argparse.Namespace):
+    from engine.tts.pocket import DEFAULT_MODEL, PocketTTS
+
+    print("Loading the voice model...", file=sys.stderr, flush=True)
+    return PocketTTS(args.tts_model or DEFAULT_MODEL, device=args.tts_device)
+
+
+def _speak(samples: np.ndarray, rate: int, args: argparse.Namespace) -> None:
+    from engine.audio.player import play_blocking
+
+    play_blocking(samples, rate, args.speaker_device)
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from engine.audio.convert import resample
+    from engine.voices.encoder import similarity
+
+    voice = store.find_voice(args.name)
+    tts = _tts(args)
+    chunks = list(tts.synthesize(args.text, voice))
+    audio = np.concatenate([c.samples for c in chunks])
+    score = similarity(_encoder().embed(resample(audio, tts.rate, 16000)), voice.embedding())
+    store.update_info(voice, similarity=round(score, 3))
+    print(f"Speaker similarity of the clone to the sample: {score:.2f} (1.0 = identical)")
+    _speak(audio, tts.rate, args)
+    return 0
+
+
+def _say(args: argparse.Namespace) -> int:
+    voice = store.find_voice(args.voice) if args.voice else None
+    if voice is None:
+        print("Speaking in the model's own default voice (no --voice given).", file=sys.stderr)
+    tts = _tts(args)
+    chunks = list(tts.synthesize(args.text, voice))
+    if not chunks:
+        print("Nothing to say: the text has no speakable words.", file=sys.stderr)
+        return 1
+    audio = np.concatenate([c.samples for c in chunks])
+    if args.output:
+        import soundfile as sf
+
+        sf.write(args.output, audio, tts.rate)
+        print(f"Wrote {args.output} ({len(audio) / tts.rate:.1f} s).")
+    else:
+        _speak(audio, tts.rate, args)
+    return 0

@@ -1,0 +1,124 @@
+"""``voices``, ``say`` and ``chat --speak`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.speech import SENTENCES, speak
+from tests.tiny_pocket_tts import build_tiny_pocket_tts
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("sox") is None,
+                                reason="needs espeak-ng and sox (installed by the set-up)")
+
+
+@pytest.fixture(scope="module")
+def quick_tts(tmp_path_factory) -> Path:
+    """Tiny Pocket TTS that ends each piece after its minimum ~8 frames (0.6 s)."""
+    folder = build_tiny_pocket_tts(tmp_path_factory.mktemp("tts") / "quick")
+    config = json.loads((folder / "generation_config.json").read_text())
+    config["eos_threshold"] = -1e9  # any end-of-speech score ends it, as soon as allowed
+    (folder / "generation_config.json").write_text(json.dumps(config))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def sample_wav(tmp_path_factory) -> Path:
+    """Eleven seconds of one espeak-ng voice, as one WAV file."""
+    import soundfile as sf
+
+    folder = tmp_path_factory.mktemp("sample")
+    parts = [sf.read(str(speak(s, folder, pitch=20)), dtype="float32")[0] for s in SENTENCES]
+    path = folder / "grandpa.wav"
+    sf.write(path, np.concatenate(parts), 16000)
+    return path
+
+
+def cli(*args: str, data: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=ROOT,
+                          env={**os.environ, "TTT_DATA_DIR": str(data), **env},
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_enroll_list_say_to_file_and_delete(tmp_path, sample_wav, quick_tts):
+    data = tmp_path / "data"
+    added = cli("voices", "add", "Grandpa", "--file", str(sample_wav), data=data)
+    assert added.returncode == 0, added.stderr
+    assert "ok   one_speaker" in added.stdout and "Enrolled the voice Grandpa" in added.stdout
+    listed = cli("voices", "list", data=data)
+    assert "Grandpa" in listed.stdout and "good sample" in listed.stdout
+    out = tmp_path / "said.wav"
+    said = cli("say", "--voice", "Grandpa", "--tts-model", str(quick_tts), "-o", str(out),
+               "Hello there, 3 cats!", data=data)
+    assert said.returncode == 0, said.stderr
+    import soundfile as sf
+
+    info = sf.info(str(out))
+    assert info.samplerate == 24000 and info.frames >= 1920
+    assert (data / "voices" / "grandpa" / "pocket_tts_latents.safetensors").is_file()
+    deleted = cli("voices", "delete", "Grandpa", data=data)
+    assert deleted.returncode == 0 and not (data / "voices" / "grandpa").exists()
+
+
+def test_rejected_sample_shows_its_verdict_then_can_be_kept(tmp_path):
+    import soundfile as sf
+
+    data = tmp_path / "data"
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000 * 6, np.float32), 16000)
+    refused = cli("voices", "add", "Quiet", "--file", str(silent), data=data)
+    assert refused.returncode == 1
+    assert "BAD  speech" in refused.stdout and "mostly silence" in refused.stderr
+    assert "--keep-anyway" in refused.stderr and "Traceback" not in refused.stderr
+    kept = cli("voices", "add", "Quiet", "--file", str(silent), "--keep-anyway", data=data)
+    assert kept.returncode == 0 and "flagged" in kept.stdout
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["voices", "add", "X", "--file", "/nope.wav"], "No audio file at"),
+    (["voices", "delete", "Nobody"], "No voice called 'Nobody'"),
+    (["say", "--voice", "Nobody", "hi"], "No voice called 'Nobody'"),
+    (["say", "hi", "--tts-model", "someone/not-pulled"], "models pull pocket-tts"),
+    (["voices", "import", "/etc/hostname"], "is not a voice archive"),
+])
+def test_voice_errors_are_messages(tmp_path, args, says):
+    result = cli(*args, data=tmp_path / "data")
+    assert result.returncode == 1
+    assert says in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.audio
+def test_preview_plays_and_scores_similarity(pulse, tmp_path, sample_wav, quick_tts):
+    data = tmp_path / "data"
+    assert cli("voices", "add", "Grandpa", "--file", str(sample_wav), data=data).returncode == 0
+    preview = cli("voices", "preview", "Grandpa", "--tts-model", str(quick_tts), data=data)
+    assert preview.returncode == 0, preview.stderr
+    assert "Speaker similarity of the clone to the sample:" in preview.stdout
+    info = json.loads((data / "voices" / "grandpa" / "voice.json").read_text())
+    assert isinstance(info["similarity"], float)
+
+
+@pytest.mark.audio
+def test_chat_speaks_replies(pulse, tmp_path, tiny_persona_dir, quick_tts):
+    result = cli("chat", "-p", str(tiny_persona_dir), "--speak", "--tts-model", str(quick_tts),
+                 "-m", "hello there", data=tmp_path / "data")
+    assert result.returncode == 0, result.stderr
+    assert "Replies are spoken in the voice model's own default voice." in result.stdout
+    assert "bot> " in result.stdout
+
+
+def test_chat_without_voice_model_stays_text_only(tmp_path, tiny_persona_dir):
+    result = cli("chat", "-p", str(tiny_persona_dir), "--speak", "--tts-model",
+                 "someone/not-pulled", "-m", "hello there", data=tmp_path / "data")
+    assert result.returncode == 0, result.stderr
+    assert "replies are text only" in result.stderr and "Replies will be text only." in \
+        result.stdout
+    assert "bot> " in result.stdout
