@@ -23,6 +23,7 @@ class ChatSession:
         self.backend = backend
         self.persona_id = persona_id
         self.conversation_id = conversation_id or store.new_conversation(persona_id)
+        self.last_reply_id: int | None = None  # the store id of the newest reply
         self.history: list[Turn] = [
             Turn(t.role, t.text) for t in store.turns(self.conversation_id)  # type: ignore[arg-type]
             if t.text
@@ -38,6 +39,21 @@ class ChatSession:
         """Talk to another persona from the next turn on, keeping the history."""
         self.backend, self.persona_id = backend, persona_id
 
+    def cut_reply(self, spoken: str, meta: dict[str, Any] | None = None) -> None:
+        """Barge-in: the newest reply becomes what was actually spoken, marked cut."""
+        spoken = spoken.strip()
+        if self.last_reply_id is not None:
+            self.store.update_turn(self.last_reply_id, spoken, status="cut", meta=meta)
+        if self.history and self.history[-1].role == "assistant":
+            self.history.pop()
+        if spoken:
+            self.history.append(Turn("assistant", spoken))
+
+    def annotate_reply(self, meta: dict[str, Any]) -> None:
+        """Attach data (per-stage timings, voice) to the newest reply."""
+        if self.last_reply_id is not None:
+            self.store.update_turn_meta(self.last_reply_id, meta)
+
     def send(self, text: str, *, cancel: CancelToken | None = None,
              meta: dict[str, Any] | None = None) -> Iterator[str]:
         """Store the user's turn, then yield the reply piece by piece, storing each first.
@@ -49,6 +65,7 @@ class ChatSession:
 
         """
         text = text.strip()
+        self.last_reply_id = None
         if not text:
             raise ChatError("Nothing to send: the message is empty.", code="empty_input")
         self.store.add_turn(self.conversation_id, "user", text, self.persona_id, meta=meta)
@@ -70,6 +87,7 @@ class ChatSession:
                 if turn_id is None:
                     turn_id = self.store.add_turn(self.conversation_id, "assistant", piece,
                                                   self.persona_id, status="streaming")
+                    self.last_reply_id = turn_id
                 else:
                     self.store.update_turn(turn_id, "".join(shown))
                 yield piece

@@ -158,6 +158,12 @@ class ConversationStore:
             args.append(json.dumps(meta))
         self._write(f"UPDATE turns SET {', '.join(sets)} WHERE id=?", (*args, turn_id))
 
+    def update_turn_meta(self, turn_id: int, meta: dict[str, Any]) -> None:
+        """Merge ``meta`` into a turn's stored metadata."""
+        row = self._db.execute("SELECT meta FROM turns WHERE id=?", (turn_id,)).fetchone()
+        merged = {**(json.loads(row[0]) if row else {}), **meta}
+        self._write("UPDATE turns SET meta=? WHERE id=?", (json.dumps(merged), turn_id))
+
     def turns(self, conversation_id: int) -> list[StoredTurn]:
         """A conversation's turns, oldest first."""
         return list(self._iter_turns(conversation_id))

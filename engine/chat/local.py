@@ -27,6 +27,9 @@ class LocalChat:
         self.persona = persona
         self.loaded = loaded
         self.decoding = decoding or persona.decoding
+        # Set by the voice pipeline: generation then holds the device between decoding steps
+        # only, so speech synthesis can run in the gaps (see engine.pipeline.gate).
+        self.gate: Any = None
 
     @classmethod
     def load(cls, persona: Persona, *, device: str = "auto", **overrides: Any) -> LocalChat:
@@ -75,8 +78,17 @@ class LocalChat:
         failure: list[BaseException] = []
         local_stop = CancelToken()
 
+        gate = self.gate
+        extra: dict[str, Any] = {}
+        if gate is not None:
+            from transformers import LogitsProcessorList
+
+            extra["logits_processor"] = LogitsProcessorList([_YieldGate(gate)])
+
         def run() -> None:
             try:
+                if gate is not None:
+                    gate.acquire()
                 with torch.inference_mode():
                     model.generate(
                         input_ids=input_ids,
@@ -86,10 +98,14 @@ class LocalChat:
                         streamer=streamer,
                         stopping_criteria=StoppingCriteriaList([_Cancelled(cancel, local_stop)]),
                         **options.generate_kwargs(),
+                        **extra,
                     )
             except BaseException as err:  # handed to the consumer thread below
                 failure.append(err)
                 streamer.end()
+            finally:
+                if gate is not None:
+                    gate.release()
 
         worker = threading.Thread(target=run, name="chat-generate", daemon=True)
         worker.start()
@@ -129,3 +145,17 @@ class _Cancelled:
 
         stop = any(token.cancelled for token in self.tokens)
         return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+
+class _YieldGate:
+    """Logits processor that changes nothing; it lets waiting model calls use the device.
+
+    Called once per decoding step, so speech synthesis can run between two steps.
+    """
+
+    def __init__(self, gate: Any):
+        self.gate = gate
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        self.gate.yield_turn()
+        return scores

@@ -1,0 +1,1 @@
+"""The voice turn: microphone → speech to text → chat → sentences → cloned voice → speaker."""

@@ -1,0 +1,274 @@
+"""Runs conversation turns, spoken or typed, as one streamed pipeline.
+
+    utterance → transcribe → history → stream the reply → split into sentences
+              → synthesise each (while the next is generated) → play in order
+
+Every step reports through one event callback. A stage that fails ends the turn with an error
+event naming the stage; the conversation goes on. ``barge_in`` stops playback and generation at
+once and records the interrupted reply as cut, holding only what was actually spoken.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from engine.chat.types import CancelToken
+from engine.conversation import ChatSession
+from engine.errors import TalkError
+from engine.pipeline import events as ev
+from engine.pipeline.events import Event, EventSink
+from engine.pipeline.gate import DeviceGate
+from engine.tts.text import SentenceSplitter
+
+
+class TranscriptionError(TalkError):
+    """Speech recognition failed."""
+
+    code = "transcription_failed"
+
+
+class SynthesisError(TalkError):
+    """Speech synthesis failed."""
+
+    code = "synthesis_failed"
+
+
+class _StageFailed(Exception):
+    def __init__(self, stage: str, error: TalkError):
+        super().__init__(error.message)
+        self.stage, self.error = stage, error
+
+
+@dataclass
+class TurnResult:
+    """What one turn did."""
+
+    user: str = ""
+    reply: str = ""
+    cut: bool = False
+    failed_stage: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)  # seconds from the turn's start
+
+
+class VoicePipeline:
+    """Owns the backends of one conversation and runs its turns."""
+
+    def __init__(self, session: ChatSession, *, recognizer: Any = None, tts: Any = None,
+                 player: Any = None, voice: Any = None, on_event: EventSink | None = None,
+                 gate: DeviceGate | None = None):
+        self.session = session
+        self.recognizer, self.tts, self.player, self.voice = recognizer, tts, player, voice
+        self.on_event = on_event or (lambda event: None)
+        self.gate = gate or DeviceGate()
+        if hasattr(session.backend, "gate"):
+            session.backend.gate = self.gate
+        if player is not None:
+            player.on_event = self._on_player
+        self._cancel: CancelToken | None = None
+        self._thread: threading.Thread | None = None
+        self._spoken: list[str] = []
+        self._turn_start = 0.0
+        self._timings: dict[str, float] = {}
+        self.last_result: TurnResult | None = None
+
+    # -- public API ---------------------------------------------------------------------------
+    def run_text_turn(self, text: str) -> TurnResult:
+        """A typed turn, on this thread, until it is done (or cancelled)."""
+        return self._run(text=text, audio=None, started=time.perf_counter())
+
+    def run_audio_turn(self, audio: np.ndarray, speech_ended: float | None = None) -> TurnResult:
+        """A spoken turn; ``speech_ended`` (perf_counter) is when the user stopped talking."""
+        return self._run(text=None, audio=audio, started=speech_ended or time.perf_counter())
+
+    def start_text_turn(self, text: str) -> None:
+        """Run a typed turn in the background (interrupting a running one)."""
+        self._start(lambda: self.run_text_turn(text))
+
+    def start_audio_turn(self, audio: np.ndarray, speech_ended: float | None = None) -> None:
+        """Run a spoken turn in the background (interrupting a running one)."""
+        self._start(lambda: self.run_audio_turn(audio, speech_ended))
+
+    @property
+    def busy(self) -> bool:
+        """Whether a turn is running (generating or speaking)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def barge_in(self, reason: str = "interrupted") -> None:
+        """Stop the running turn now: generation, synthesis and playback."""
+        cancel = self._cancel
+        if cancel is None or cancel.cancelled:
+            return
+        cancel.cancel()
+        if self.player is not None:
+            self.player.stop()
+        self._emit(ev.CANCELLED, reason=reason)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the background turn to finish."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def close(self) -> None:
+        """Interrupt and wait; the pipeline's threads are gone afterwards."""
+        self.barge_in("closing")
+        self.wait()
+
+    # -- the turn -----------------------------------------------------------------------------
+    def _start(self, run: Any) -> None:
+        if self.busy:
+            self.barge_in("new turn")
+            self.wait()
+        self._thread = threading.Thread(target=run, name="pipeline-turn", daemon=True)
+        self._thread.start()
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        try:
+            self.on_event(Event(kind, data))
+        except Exception:  # a renderer's bug must not break the turn
+            pass
+
+    def _mark(self, name: str) -> None:
+        self._timings.setdefault(name, time.perf_counter() - self._turn_start)
+
+    def _run(self, text: str | None, audio: np.ndarray | None, started: float) -> TurnResult:
+        cancel = CancelToken()
+        self._cancel, self._spoken = cancel, []
+        self._turn_start, self._timings = started, {}
+        result = TurnResult()
+        try:
+            if audio is not None:
+                text = self._transcribe(audio)
+                if not text:
+                    raise _StageFailed("transcribe", TranscriptionError(
+                        "No words recognised.", hint="Speak a little louder or closer.",
+                        code="no_speech"))
+            result.user = text or ""
+            result.reply = self._reply(result.user, cancel)
+            result.cut = cancel.cancelled
+            if result.cut and self.tts is not None and self.player is not None:
+                # A spoken reply is cut where the voice stopped, not where the text did.
+                self.session.cut_reply(" ".join(self._spoken))
+                result.reply = " ".join(self._spoken)
+        except _StageFailed as failed:
+            result.failed_stage = failed.stage
+            self._emit(ev.ERROR, stage=failed.stage, code=failed.error.code,
+                       message=failed.error.message, hint=failed.error.hint)
+        result.timings = dict(self._timings)
+        if result.failed_stage is None:
+            self._mark("total")
+            result.timings = dict(self._timings)
+            self.session.annotate_reply({"timings": result.timings,
+                                         "voice": getattr(self.voice, "name", None)})
+            self._emit(ev.TURN_DONE, user=result.user, reply=result.reply, cut=result.cut,
+                       timings=result.timings)
+        self.last_result = result
+        self._cancel = None
+        return result
+
+    def _transcribe(self, audio: np.ndarray) -> str:
+        try:
+            transcript = self.gate.run(self.recognizer.transcribe, audio)
+        except TalkError as err:
+            raise _StageFailed("transcribe", err) from err
+        except Exception as err:
+            raise _StageFailed("transcribe", TranscriptionError(
+                f"Speech recognition failed: {err}")) from err
+        self._mark("asr")
+        text = transcript.text.strip()
+        self._emit(ev.TRANSCRIPT, text=text, final=True)
+        return text
+
+    def _reply(self, text: str, cancel: CancelToken) -> str:
+        synth = _Synthesis(self, cancel) if self.tts is not None and self.player else None
+        splitter = SentenceSplitter()
+        pieces: list[str] = []
+        try:
+            stream = self.session.send(text, cancel=cancel)
+            try:
+                for piece in stream:
+                    self._mark("first_token")
+                    pieces.append(piece)
+                    self._emit(ev.REPLY_TOKEN, text=piece)
+                    if synth is not None:
+                        for sentence in splitter.feed(piece):
+                            self._mark("first_piece")
+                            synth.put(sentence)
+                    if cancel.cancelled:
+                        break
+            finally:
+                stream.close()
+        except TalkError as err:
+            if synth is not None:
+                synth.abort()
+            raise _StageFailed("chat", err) from err
+        reply = "".join(pieces).strip()
+        self._mark("reply")
+        self._emit(ev.REPLY_DONE, text=reply, cut=cancel.cancelled)
+        if synth is not None:
+            if not cancel.cancelled:
+                for sentence in splitter.flush():
+                    self._mark("first_piece")
+                    synth.put(sentence)
+            synth.finish()
+            if synth.error is not None:  # the reply stands as text; say why it was not spoken
+                self._emit(ev.ERROR, stage="tts", code=synth.error.code,
+                           message=synth.error.message, hint=synth.error.hint)
+            while not cancel.cancelled and not self.player.wait(0.05):
+                pass
+            if not cancel.cancelled:
+                time.sleep(getattr(self.player, "latency", 0.0))  # the last block is heard
+        return reply
+
+    def _on_player(self, kind: str, text: str) -> None:
+        if kind == "speaking_started":
+            self._mark("first_audio")
+            self._spoken.append(text)
+            self._emit(ev.SPEAKING_STARTED, text=text)
+        else:
+            self._emit(ev.SPEAKING_ENDED, text=text)
+
+
+class _Synthesis:
+    """Synthesises queued sentences on its own thread and hands the audio to the player."""
+
+    def __init__(self, pipeline: VoicePipeline, cancel: CancelToken):
+        self.pipeline, self.cancel = pipeline, cancel
+        self.error: TalkError | None = None
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="pipeline-tts", daemon=True)
+        self._thread.start()
+
+    def put(self, sentence: str) -> None:
+        self._queue.put(sentence)
+
+    def finish(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def abort(self) -> None:
+        self.cancel.cancel()
+        self.finish()
+
+    def _run(self) -> None:
+        p = self.pipeline
+        while (sentence := self._queue.get()) is not None:
+            if self.cancel.cancelled or self.error is not None:
+                continue  # drain the queue; nothing more is spoken
+            try:
+                chunks = p.gate.run(lambda s=sentence: list(p.tts.synthesize(s, p.voice)))
+            except TalkError as err:
+                self.error = err
+                continue
+            except Exception as err:  # a model crash is a stage failure, not a dead thread
+                self.error = SynthesisError(f"Speech synthesis failed: {err}")
+                continue
+            p._mark("tts_first_chunk")
+            for chunk in chunks:
+                if not self.cancel.cancelled:
+                    p.player.enqueue(chunk.samples, chunk.rate, chunk.text)

@@ -1,0 +1,118 @@
+"""Fake backends that record what they received, for pipeline tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from engine.asr.types import Transcript
+from engine.errors import ChatError
+from engine.tts.types import AudioChunk
+
+
+class FakeRecognizer:
+    def __init__(self, text: str = "hello there", fail: Exception | None = None):
+        self.text, self.fail, self.received = text, fail, []
+
+    def transcribe(self, audio):
+        self.received.append(len(audio))
+        if self.fail:
+            raise self.fail
+        return Transcript(self.text, "en", duration=len(audio) / 16000)
+
+
+class FakeChat:
+    """Streams scripted pieces, ``delay`` seconds apart; records the histories it saw."""
+
+    gate = None
+
+    def __init__(self, *pieces: str, delay: float = 0.0, fail_after: int | None = None):
+        self.pieces, self.delay, self.fail_after, self.histories = pieces, delay, fail_after, []
+
+    def reply(self, history, *, cancel=None):
+        return "".join(self.stream_reply(history, cancel=cancel))
+
+    def stream_reply(self, history, *, cancel=None):
+        self.histories.append([t.text for t in history])
+        for i, piece in enumerate(self.pieces):
+            if self.fail_after == i:
+                raise ChatError("the model fell over")
+            if cancel is not None and cancel.cancelled:
+                return
+            time.sleep(self.delay)
+            yield piece
+
+
+class FakeTTS:
+    rate = 24000
+
+    def __init__(self, seconds: float = 0.05, fail: Exception | None = None):
+        self.seconds, self.fail, self.received = seconds, fail, []
+
+    def synthesize(self, text, voice=None):
+        self.received.append(text)
+        if self.fail:
+            raise self.fail
+        yield AudioChunk(np.zeros(int(self.rate * self.seconds), np.float32), self.rate, text)
+
+
+class FakePlayer:
+    """Plays in (scaled) real time on a thread; reports like the real player."""
+
+    latency = 0.0
+
+    def __init__(self, speed: float = 1.0):
+        self.speed = speed
+        self.on_event = lambda kind, text: None
+        self.played: list[str] = []
+        self._queue: list[tuple[float, str]] = []
+        self._cond = threading.Condition()
+        self._stop = False
+        self._busy = False
+        self._thread = threading.Thread(target=self._run, name="fake-player", daemon=True)
+        self._thread.start()
+
+    def enqueue(self, samples, rate, text=""):
+        with self._cond:
+            self._queue.append((len(samples) / rate, text))
+            self._busy = True
+            self._cond.notify_all()
+
+    def stop(self):
+        with self._cond:
+            self._queue.clear()
+            self._stop = True
+            self._cond.notify_all()
+
+    def wait(self, timeout=None):
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._busy, timeout)
+
+    def close(self):
+        with self._cond:
+            self._queue.append((-1.0, ""))
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _run(self):
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue)
+                seconds, text = self._queue.pop(0)
+                self._stop = False
+            if seconds < 0:
+                return
+            self.on_event("speaking_started", text)
+            deadline = time.monotonic() + seconds / self.speed
+            with self._cond:
+                self._cond.wait_for(lambda: self._stop, max(0.0, deadline - time.monotonic()))
+                stopped = self._stop
+            if not stopped:
+                self.played.append(text)
+            self.on_event("speaking_ended", text)
+            with self._cond:
+                if not self._queue:
+                    self._busy = False
+                    self._cond.notify_all()

@@ -1,0 +1,187 @@
+"""The voice turn pipeline: event sequences with fake backends, barge-in, stage failures."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from engine.conversation import ChatSession
+from engine.errors import ChatError
+from engine.pipeline import events as ev
+from engine.pipeline.gate import DeviceGate
+from engine.pipeline.turns import VoicePipeline
+from engine.store import ConversationStore
+from tests.fakes import FakeChat, FakePlayer, FakeRecognizer, FakeTTS
+
+AUDIO = np.zeros(16000, np.float32)
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = ConversationStore(tmp_path / "c.sqlite3")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def player():
+    player = FakePlayer(speed=10.0)
+    yield player
+    player.close()
+
+
+def make(store, chat, *, recognizer=None, tts=None, player=None):
+    events: list = []
+    session = ChatSession(store, chat, "fake")
+    pipeline = VoicePipeline(session, recognizer=recognizer, tts=tts, player=player,
+                             on_event=events.append)
+    return pipeline, events, session
+
+
+def kinds(events, *, skip=(ev.REPLY_TOKEN,)):
+    return [e.type for e in events if e.type not in skip]
+
+
+def test_typed_turn_without_voice(store):
+    pipeline, events, session = make(store, FakeChat("Hi", " there."))
+    result = pipeline.run_text_turn("hello")
+    assert kinds(events, skip=()) == [ev.REPLY_TOKEN, ev.REPLY_TOKEN, ev.REPLY_DONE, ev.TURN_DONE]
+    assert [e.data["text"] for e in events if e.type == ev.REPLY_TOKEN] == ["Hi", " there."]
+    assert result.reply == "Hi there." and not result.cut
+    turns = store.turns(session.conversation_id)
+    assert [(t.role, t.text) for t in turns] == [("user", "hello"), ("assistant", "Hi there.")]
+    assert set(turns[1].meta["timings"]) >= {"first_token", "reply", "total"}
+
+
+def test_spoken_turn_speaks_sentence_by_sentence(store, player):
+    tts = FakeTTS()
+    pipeline, events, session = make(
+        store, FakeChat("Fine", " thanks.", " And", " you?"), recognizer=FakeRecognizer(),
+        tts=tts, player=player)
+    result = pipeline.run_audio_turn(AUDIO)
+    order = kinds(events)
+    # Playback overlaps generation, so only these orderings are fixed:
+    assert order[0] == ev.TRANSCRIPT and order[-1] == ev.TURN_DONE
+    assert order.count(ev.REPLY_DONE) == 1
+    speaking = [(e.type, e.data["text"]) for e in events if e.type.startswith("speaking")]
+    assert speaking == [(ev.SPEAKING_STARTED, "Fine thanks."), (ev.SPEAKING_ENDED, "Fine thanks."),
+                        (ev.SPEAKING_STARTED, "And you?"), (ev.SPEAKING_ENDED, "And you?")]
+    assert tts.received == ["Fine thanks.", "And you?"]
+    assert player.played == ["Fine thanks.", "And you?"]
+    assert result.user == "hello there" and result.reply == "Fine thanks. And you?"
+    assert {"asr", "first_token", "first_piece", "tts_first_chunk", "first_audio",
+            "total"} <= set(result.timings)
+    assert result.timings["asr"] <= result.timings["first_token"] <= result.timings["first_audio"]
+
+
+def test_first_sentence_is_spoken_while_the_reply_is_generated(store, player):
+    chat = FakeChat("One.", " Two", " three", " four", " five", " six.", delay=0.05)
+    pipeline, events, _ = make(store, chat, tts=FakeTTS(), player=player)
+    pipeline.run_text_turn("count")
+    first_audio = next(e.t for e in events if e.type == ev.SPEAKING_STARTED)
+    reply_done = next(e.t for e in events if e.type == ev.REPLY_DONE)
+    assert first_audio < reply_done
+
+
+def test_barge_in_stops_and_keeps_only_what_was_spoken(store):
+    slow_player = FakePlayer(speed=1.0)
+    chat = FakeChat("First sentence.", " Second", " sentence", " goes", " on", " and", " on.",
+                    delay=0.05)
+    pipeline, events, session = make(store, chat, tts=FakeTTS(seconds=2.0), player=slow_player)
+    try:
+        pipeline.start_text_turn("talk to me")
+        deadline = time.monotonic() + 5
+        while not any(e.type == ev.SPEAKING_STARTED for e in events):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        pipeline.barge_in("user spoke")
+        pipeline.wait(5)
+        assert not pipeline.busy
+    finally:
+        slow_player.close()
+    assert ev.CANCELLED in kinds(events)
+    result = pipeline.last_result
+    assert result.cut and result.reply == "First sentence."
+    last = store.turns(session.conversation_id)[-1]
+    assert (last.text, last.status) == ("First sentence.", "cut")
+    assert session.history[-1].text == "First sentence."
+    assert slow_player.played == []  # cut during the first sentence
+
+
+def test_new_turn_interrupts_the_running_one(store, player):
+    chat = FakeChat("a", " b", " c", " d", " e", delay=0.2)
+    pipeline, events, session = make(store, chat)
+    pipeline.start_text_turn("first")
+    time.sleep(0.3)
+    pipeline.start_text_turn("second")
+    pipeline.wait(5)
+    assert kinds(events).count(ev.CANCELLED) == 1
+    users = [t.text for t in store.turns(session.conversation_id) if t.role == "user"]
+    assert users == ["first", "second"]
+
+
+@pytest.mark.parametrize(("stage", "setup"), [
+    ("transcribe", lambda: {"recognizer": FakeRecognizer(fail=RuntimeError("boom"))}),
+    ("transcribe", lambda: {"recognizer": FakeRecognizer(text="")}),
+    ("chat", lambda: {"recognizer": FakeRecognizer(), "chat": FakeChat("a", "b", fail_after=1)}),
+])
+def test_a_failed_stage_ends_the_turn_with_an_error_event(store, player, stage, setup):
+    parts = setup()
+    chat = parts.pop("chat", FakeChat("ok."))
+    pipeline, events, session = make(store, chat, tts=FakeTTS(), player=player, **parts)
+    result = pipeline.run_audio_turn(AUDIO)
+    errors = [e for e in events if e.type == ev.ERROR]
+    assert result.failed_stage == stage and len(errors) == 1
+    assert errors[0].data["stage"] == stage and errors[0].data["message"]
+    assert ev.TURN_DONE not in kinds(events)
+    # The conversation goes on.
+    pipeline.recognizer = FakeRecognizer()
+    session.backend = FakeChat("fine.")
+    assert pipeline.run_audio_turn(AUDIO).reply == "fine."
+
+
+def test_tts_failure_keeps_the_reply_as_text(store, player):
+    from engine.errors import ModelNotAvailableError
+
+    tts = FakeTTS(fail=ModelNotAvailableError("voice model missing"))
+    pipeline, events, session = make(store, FakeChat("Hello."), tts=tts, player=player)
+    result = pipeline.run_text_turn("hi")
+    assert result.reply == "Hello."
+    errors = [e.data for e in events if e.type == ev.ERROR]
+    assert errors and errors[0]["stage"] == "tts" and errors[0]["code"] == "model_missing"
+    assert kinds(events)[-1] == ev.TURN_DONE
+
+
+def test_chat_error_message_is_the_backends(store):
+    pipeline, events, _ = make(store, FakeChat("x", fail_after=0))
+    pipeline.run_text_turn("hi")
+    assert [e.data["code"] for e in events if e.type == ev.ERROR] == [ChatError.code]
+
+
+def test_device_gate_serialises_and_is_fair():
+    gate = DeviceGate()
+    order: list[str] = []
+    inside = threading.Event()
+
+    def long_call():
+        with gate:
+            inside.set()
+            for step in range(5):
+                order.append(f"gen{step}")
+                time.sleep(0.01)
+                gate.yield_turn()
+
+    def short_call():
+        inside.wait()
+        gate.run(order.append, "tts")
+
+    threads = [threading.Thread(target=long_call), threading.Thread(target=short_call)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert "tts" in order and order.index("tts") < len(order) - 1  # ran between two steps
+    assert order.count("tts") == 1 and len(order) == 6
