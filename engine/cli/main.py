@@ -120,6 +120,24 @@ def build_parser() -> argparse.ArgumentParser:
                             "(default TTT_SERVE_TOKEN; unset = no token needed)")
     _add_decoding_flags(serve)
 
+    talk = sub.add_parser("talk", help="a spoken conversation: speak, hear the reply")
+    talk.add_argument("--persona", "-p", metavar="P")
+    talk.add_argument("--voice", help="enrolled voice for replies (default: the persona's)")
+    talk.add_argument("--remote", metavar="URL", help="chat model on a TGI server")
+    talk.add_argument("--device-model", choices=("auto", "cuda", "cpu"), default="auto",
+                      help="where the chat model runs")
+    talk.add_argument("--device", "-d", metavar="D", help="microphone (number or name)")
+    talk.add_argument("--hands-free", action="store_true",
+                      help="no keys: the voice detector hears when you stop")
+    talk.add_argument("--headphones", action="store_true",
+                      help="hands-free without muting the microphone while the assistant "
+                           "speaks, so talking interrupts it (needs headphones: no echo)")
+    talk.add_argument("--sensitivity", type=int, choices=(0, 1, 2, 3), default=2)
+    talk.add_argument("--continue", dest="resume", action="store_true",
+                      help="continue the most recent conversation")
+    _add_asr_flags(talk)
+    _add_tts_flags(talk)
+    _add_decoding_flags(talk)
     sub.add_parser("devices", help="list audio input devices")
     listen = sub.add_parser("listen", help="record from the microphone and print what was said")
     listen.add_argument("--device", "-d", metavar="D",
@@ -200,6 +218,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from engine.cli.serve import run_serve
 
             return run_serve(args)
+        if command == "talk":
+            from engine.cli.talk import run_talk
+
+            args.speak = True
+            return run_talk(args)
         if command in ("devices", "listen", "transcribe"):
             from engine.cli.listen import run_audio
 

@@ -1,0 +1,163 @@
+"""``talk``: a spoken conversation in the terminal.
+
+Push-to-talk: press Enter, speak, press Enter again (or type a message and press Enter).
+Hands-free (``--hands-free``): just speak; the voice detector hears when you stop. Enter or
+speaking (hands-free with headphones) while the assistant talks interrupts it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+
+from engine import paths
+from engine.cli.main import decoding_overrides, print_error
+from engine.errors import TalkError
+from engine.pipeline import events as ev
+from engine.pipeline.events import Event
+from engine.store import ConversationStore
+
+
+class _Renderer:
+    """Prints pipeline events; called from the pipeline's threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._in_reply = False
+        self.turn_done = threading.Event()
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            data = event.data
+            if event.type == ev.TRANSCRIPT:
+                print(f"\nyou> {data['text']}", flush=True)
+            elif event.type == ev.REPLY_TOKEN:
+                if not self._in_reply:
+                    print("bot> ", end="", flush=True)
+                    self._in_reply = True
+                print(data["text"], end="", flush=True)
+            elif event.type == ev.REPLY_DONE:
+                print(" [cut]" if data["cut"] else "", flush=True)
+                self._in_reply = False
+            elif event.type == ev.ERROR:
+                print(f"\nerror ({data['stage']}): {data['message']}", file=sys.stderr)
+                if data.get("hint"):
+                    print(f"  {data['hint']}", file=sys.stderr)
+                if data["stage"] != "tts":  # a voice failure does not end the turn
+                    self.turn_done.set()
+            elif event.type == ev.CANCELLED:
+                print("\n[interrupted]", flush=True)
+            elif event.type == ev.TURN_DONE:
+                t = data["timings"]
+                parts = [f"{name.replace('_', ' ')} {t[name]:.2f} s" for name in
+                         ("asr", "first_token", "first_audio", "total") if name in t]
+                print(f"  [{' · '.join(parts)}]", flush=True)
+                self.turn_done.set()
+
+
+def run_talk(args: argparse.Namespace) -> int:
+    """Load everything, then converse until Ctrl-D / Ctrl-C at the prompt."""
+    from engine.asr import open_recognizer
+    from engine.audio.capture import Microphone
+    from engine.audio.listener import Listener, ListenOptions, PushToTalk
+    from engine.chat import open_backend
+    from engine.cli.chat import _voice_output
+    from engine.conversation import ChatSession
+    from engine.models.registry import find_persona
+    from engine.pipeline.turns import VoicePipeline
+
+    persona = find_persona(args.persona)
+    microphone = Microphone(args.device)  # "no microphone" before any slow loading
+    print(f"Loading {persona.label}, speech recognition and the voice model...", flush=True)
+    backend = open_backend(persona, remote=args.remote, device=args.device_model,
+                           **decoding_overrides(args))
+    recognizer = open_recognizer(args.asr, device=args.asr_device, language=args.language,
+                                 **({"model": args.model} if args.model else {}))
+    voice_out = _voice_output(args, persona, sys.stdout)
+    tts, player, voice = voice_out if voice_out else (None, None, None)
+    store = ConversationStore(paths.conversations_db())
+    renderer = _Renderer()
+    session = ChatSession(store, backend, persona.id,
+                          store.latest_conversation() if args.resume else None)
+    pipeline = VoicePipeline(session, recognizer=recognizer, tts=tts, player=player,
+                             voice=voice, on_event=renderer)
+    listener = Listener(ListenOptions(sensitivity=args.sensitivity))
+    try:
+        if args.hands_free:
+            return _hands_free(pipeline, microphone, listener, args.headphones)
+        return _push_to_talk(pipeline, PushToTalk(microphone, listener), renderer)
+    finally:
+        pipeline.close()
+        if player is not None:
+            player.close()
+        store.close()
+
+
+def _push_to_talk(pipeline, ptt, renderer: _Renderer) -> int:
+    print("Press Enter and speak, Enter again when done; or type a message. Ctrl-D leaves.")
+    while True:
+        try:
+            line = input("talk> ").strip()
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+        if pipeline.busy:
+            pipeline.barge_in("you started talking")
+            pipeline.wait()
+        renderer.turn_done.clear()
+        if line:
+            pipeline.start_text_turn(line)
+        else:
+            ptt.press()
+            print("  listening... press Enter when done", flush=True)
+            try:
+                input()
+            except (EOFError, KeyboardInterrupt):
+                pass
+            try:
+                audio = ptt.release()
+            except TalkError as err:
+                print_error(err)
+                continue
+            if ptt.error is not None:
+                print_error(ptt.error)
+            pipeline.start_audio_turn(audio, time.perf_counter())
+        try:
+            while not renderer.turn_done.wait(0.1):
+                pass  # Enter during the turn is read by the next prompt: it interrupts
+        except KeyboardInterrupt:
+            pipeline.barge_in("Ctrl-C")
+            pipeline.wait()
+
+
+def _hands_free(pipeline, microphone, listener, headphones: bool) -> int:
+    print("Listening hands-free. Speak; Ctrl-C leaves.", flush=True)
+    if headphones:
+        listener.on_event = lambda name: name == "speech_started" and pipeline.barge_in(
+            "you started talking")
+    microphone.start()
+    try:
+        for utterance in listener.hands_free(_muted(microphone.blocks(), pipeline, headphones)):
+            pipeline.start_audio_turn(utterance, time.perf_counter())
+    except KeyboardInterrupt:
+        print()
+    finally:
+        microphone.stop()
+    return 0
+
+
+def _muted(blocks: Iterator[np.ndarray], pipeline, headphones: bool) -> Iterator[np.ndarray]:
+    """Silence the microphone while the assistant speaks (unless on headphones).
+
+    Without echo cancellation the microphone hears the speaker, and the voice detector would
+    take the assistant's own voice for the user's. Silence (not nothing) keeps the detector's
+    timing intact.
+    """
+    for block in blocks:
+        speaking = pipeline.player is not None and not pipeline.player.wait(0)
+        yield np.zeros_like(block) if speaking and not headphones else block
