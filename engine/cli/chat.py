@@ -37,6 +37,7 @@ def run_chat(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     persona = find_persona(args.persona)
     store = ConversationStore(paths.conversations_db())
+    voice_out = None
     try:
         conversation = args.conversation or (store.latest_conversation() if args.resume else None)
         if conversation is not None and conversation not in {c.id for c in store.conversations()}:

@@ -90,8 +90,8 @@ def _listen(args: argparse.Namespace) -> int:
     meter = _Meter()
     listener = Listener(ListenOptions(sensitivity=args.sensitivity), on_level=meter)
     if args.hands_free:
-        print("Listening (hands-free). Speak; Ctrl-C stops.", file=sys.stderr, flush=True)
         microphone.start()
+        print("Listening (hands-free). Speak; Ctrl-C stops.", file=sys.stderr, flush=True)
         try:
             for utterance in listener.hands_free(microphone.blocks()):
                 print("\r" + " " * 50 + "\r", end="", file=sys.stderr)

@@ -136,11 +136,11 @@ def _push_to_talk(pipeline, ptt, renderer: _Renderer) -> int:
 
 
 def _hands_free(pipeline, microphone, listener, headphones: bool) -> int:
-    print("Listening hands-free. Speak; Ctrl-C leaves.", flush=True)
     if headphones:
         listener.on_event = lambda name: name == "speech_started" and pipeline.barge_in(
             "you started talking")
     microphone.start()
+    print("Listening hands-free. Speak; Ctrl-C leaves.", flush=True)
     try:
         for utterance in listener.hands_free(_muted(microphone.blocks(), pipeline, headphones)):
             pipeline.start_audio_turn(utterance, time.perf_counter())
