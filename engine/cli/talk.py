@@ -86,7 +86,9 @@ def run_talk(args: argparse.Namespace) -> int:
                           store.latest_conversation() if args.resume else None)
     pipeline = VoicePipeline(session, recognizer=recognizer, tts=tts, player=player,
                              voice=voice, on_event=renderer)
-    listener = Listener(ListenOptions(sensitivity=args.sensitivity))
+    listener = Listener(ListenOptions(sensitivity=args.sensitivity),
+                        on_level=lambda level: pipeline.emit(ev.LEVEL, dbfs=level),
+                        on_event=pipeline.emit)
     try:
         if args.hands_free:
             return _hands_free(pipeline, microphone, listener, args.headphones)
@@ -136,10 +138,14 @@ def _push_to_talk(pipeline, ptt, renderer: _Renderer) -> int:
 
 
 def _hands_free(pipeline, microphone, listener, headphones: bool) -> int:
-    if headphones:
-        listener.on_event = lambda name: name == "speech_started" and pipeline.barge_in(
-            "you started talking")
+    def on_speech(name: str) -> None:
+        pipeline.emit(name)
+        if headphones and name == ev.SPEECH_STARTED and pipeline.busy:
+            pipeline.barge_in("you started talking")
+
+    listener.on_event = on_speech
     microphone.start()
+    pipeline.emit(ev.LISTENING)
     print("Listening hands-free. Speak; Ctrl-C leaves.", flush=True)
     try:
         for utterance in listener.hands_free(_muted(microphone.blocks(), pipeline, headphones)):

@@ -94,6 +94,10 @@ class VoicePipeline:
         """Run a spoken turn in the background (interrupting a running one)."""
         self._start(lambda: self.run_audio_turn(audio, speech_ended))
 
+    def emit(self, kind: str, **data: Any) -> None:
+        """Report a capture-side event (listening, level, speech started/ended) in the stream."""
+        self._emit(kind, **data)
+
     @property
     def busy(self) -> bool:
         """Whether a turn is running (generating or speaking)."""
