@@ -68,3 +68,11 @@ def test_long_first_sentence_is_cut_at_a_clause():
     assert len(pieces) > 1
     assert pieces[0].endswith(",") and len(pieces[0]) < 60
     assert " ".join(pieces) == text
+
+
+def test_unpunctuated_stream_is_cut_between_words():
+    text = " ".join(["word"] * 100)
+    pieces = list(split_stream(tokens(text)))
+    assert len(pieces) > 2
+    assert all(len(p) <= 120 for p in pieces[:-1])
+    assert " ".join(pieces) == text

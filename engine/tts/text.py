@@ -151,6 +151,12 @@ class SentenceSplitter:
             clauses = [m for m in _CLAUSE.finditer(self._buffer) if m.start() >= limit // 2]
             if clauses:
                 return self._cut(clauses[0].end())
+        if len(self._buffer) > 2 * self.max_chars:
+            # Text with no punctuation at all (some models write it): cut between words
+            # rather than keep the voice waiting for the end of the reply.
+            space = self._buffer.rfind(" ", 0, self.max_chars)
+            if space > 0:
+                return self._cut(space + 1)
         return None
 
     def _cut(self, end: int) -> str | None:
