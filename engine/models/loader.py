@@ -10,15 +10,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engine import paths
 from engine.errors import MissingDependencyError, ModelLoadError, ModelNotAvailableError
+from engine.fsutil import atomic_folder
 from engine.models.device import Placement, resolve
 from engine.models.persona import Persona
 
@@ -206,19 +204,12 @@ def _converted_gguf(folder: Path, gguf_file: str) -> Path:
     log.info("Converting %s to safetensors (first use only)...", gguf_file)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside the target and renamed, so a crash never leaves a half checkpoint in use.
-    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
     # The weights are already plain float tensors; only the loader's record of the GGUF source
     # blocks saving them, so it is dropped and the result loads as an ordinary checkpoint.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    try:
+    with atomic_folder(target) as tmp:  # a crash never leaves a half checkpoint in use
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from engine import paths
 from engine.errors import ModelNotAvailableError, PersonaError
+from engine.fsutil import atomic_folder, slug
 from engine.models.catalogue import CatalogueEntry, catalogue_entry, default_decoding
 from engine.models.persona import PERSONA_FILE, Persona, load_persona
 from engine.net import is_network_error
@@ -126,7 +126,7 @@ def add_folder(folder: str | Path, *, name: str | None = None) -> Persona:
             "prompt_format": fmt,
             "decoding": default_decoding(fmt),
         }
-    persona_id = _slug(data["name"])
+    persona_id = slug(data["name"]) or "persona"
     return _install_folder(persona_id, data, source=src)
 
 
@@ -142,13 +142,6 @@ def _has_chat_template(folder: Path) -> bool:
     return False
 
 
-def _slug(name: str) -> str:
-    slug = "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
-    while "--" in slug:
-        slug = slug.replace("--", "-")
-    return slug or "persona"
-
-
 def _install_folder(persona_id: str, data: dict[str, Any], source: Path | None) -> Persona:
     """Write the persona atomically: build it in a temporary folder, then rename into place.
 
@@ -162,16 +155,11 @@ def _install_folder(persona_id: str, data: dict[str, Any], source: Path | None) 
             hint=f"Remove it first: talk-to-transformers models remove {persona_id}",
             code="persona_exists",
         )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{persona_id}-", dir=root))
-    try:
+    with atomic_folder(target) as tmp:
         if source is not None:
             shutil.copytree(source, tmp, dirs_exist_ok=True)
         (tmp / PERSONA_FILE).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         load_persona(tmp)  # never publish something that does not load
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return load_persona(target)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import numpy as np
 from engine import paths
 from engine.audio.convert import resample
 from engine.errors import TalkError
+from engine.fsutil import atomic_folder, slug
 from engine.voices.quality import QualityOptions, Verdict, assess
 
 SAMPLE_RATE = 24000  # Hz: what the cloning TTS takes as its prompt
@@ -80,16 +80,9 @@ def voices_dir() -> Path:
     return path
 
 
-def _slug(name: str) -> str:
-    slug = "".join(c if c.isalnum() else "-" for c in name.strip().lower()).strip("-")
-    while "--" in slug:
-        slug = slug.replace("--", "-")
-    return slug
-
-
 def _check_name(name: str) -> str:
     name = name.strip()
-    if not name or not _slug(name):
+    if not name or not slug(name):
         raise VoiceError("A voice needs a name with at least one letter or digit.",
                          code="voice_name_invalid")
     if len(name) > 80:
@@ -116,7 +109,7 @@ def enroll(name: str, audio: np.ndarray, rate: int, *, source: str, encoder: Any
 
     """
     name = _check_name(name)
-    target = voices_dir() / _slug(name)
+    target = voices_dir() / slug(name)
     if target.exists():
         raise VoiceError(f"A voice called {name!r} already exists.",
                          hint="Pick another name, or delete the old voice first.",
@@ -131,32 +124,20 @@ def enroll(name: str, audio: np.ndarray, rate: int, *, source: str, encoder: Any
     info = {"schema_version": 1, "name": name, "created": time.time(), "source": source,
             "verdict": verdict.to_json(), "flagged": not verdict.ok, "similarity": None}
 
-    def write(tmp: Path) -> None:
-        import soundfile as sf
+    import soundfile as sf
 
+    with atomic_folder(target) as tmp:
         sf.write(tmp / SAMPLE_FILE, resample(normalised, rate, SAMPLE_RATE), SAMPLE_RATE,
                  subtype="PCM_16")
         np.save(tmp / EMBEDDING_FILE, encoder.embed(audio16) if verdict_has_speech(verdict)
                 else np.zeros(256, np.float32))
         (tmp / VOICE_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
-
-    _atomic_folder(target, write)
     return load_voice(target), verdict
 
 
 def verdict_has_speech(verdict: Verdict) -> bool:
     """Whether any speech was found (the embedding of silence means nothing)."""
     return any(c.name == "speech" and (c.value or 0) > 0 for c in verdict.checks)
-
-
-def _atomic_folder(target: Path, write) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def load_voice(folder: Path) -> Voice:
@@ -206,7 +187,7 @@ def find_voice(ref: str) -> Voice:
     for voice in voices:
         if ref in (voice.id, voice.name) or ref.lower() == voice.name.lower():
             return voice
-    folder = voices_dir() / _slug(ref)
+    folder = voices_dir() / slug(ref)
     if folder.is_dir():
         return load_voice(folder)  # raises the damage error
     known = ", ".join(v.name for v in voices) or "none yet"
@@ -269,15 +250,13 @@ def import_archive(archive: Path) -> Voice:
                 raise VoiceError(
                     f"The archive entry {member.filename!r} would be written outside the voice "
                     "folder; refusing the archive.", code="voice_archive_unsafe")
-        voice_id = _slug(tops.pop()) if tops else ""
+        voice_id = slug(tops.pop()) if tops else ""
         if not voice_id or (voices_dir() / voice_id).exists():
             raise VoiceError(f"A voice {voice_id!r} already exists (or the archive is empty).",
                              code="voice_exists")
 
-        def write(tmp: Path) -> None:
+        with atomic_folder(voices_dir() / voice_id) as tmp:
             for member in members:
                 (tmp / Path(member.filename).name).write_bytes(zf.read(member))
             load_voice(tmp)  # never publish a damaged voice
-
-        _atomic_folder(voices_dir() / voice_id, write)
     return load_voice(voices_dir() / voice_id)
