@@ -57,6 +57,10 @@ def starter_chat():
     return LocalChat.load(find_persona("starter"), device="cpu")
 
 
+# Name prefixes of the threads the app starts (daemon threads too: they must still end).
+OUR_THREADS = ("chat-", "serve-", "pipeline-", "player-", "tts-", "capture-", "fake-player")
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_threads():
     """Fail a test that leaves a thread of ours running (generation, servers)."""
@@ -66,7 +70,7 @@ def no_leftover_threads():
     while True:
         extra = [t for t in threading.enumerate()
                  if t not in before and t.is_alive()
-                 and (not t.daemon or t.name.startswith(("chat-", "serve-")))]
+                 and (not t.daemon or t.name.startswith(OUR_THREADS))]
         if not extra or time.monotonic() > deadline:
             break
         time.sleep(0.05)

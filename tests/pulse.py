@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -58,7 +59,22 @@ class PulseServer:
             ["pacat", "--playback", "--device=vsink", "--latency-msec=20", "--raw",
              "--format=s16le", "--rate=48000", "--channels=2"],
             stdin=open("/dev/zero", "rb"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._wait_for_monitor()
         self._reinit_portaudio()
+
+    def _wait_for_monitor(self, timeout: float = 10.0) -> None:
+        """Block until the virtual microphone delivers audio (the keep-alive is flowing)."""
+        recorder = subprocess.Popen(["parec", "--device=vmic", "--raw", "--latency-msec=20"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        timer = threading.Timer(timeout, recorder.kill)
+        timer.start()
+        try:
+            recorder.stdout.read(4096)
+        finally:
+            timer.cancel()
+            recorder.kill()
+            recorder.wait()
+            recorder.stdout.close()
 
     def play(self, wav: Path) -> subprocess.Popen:
         """Play a file into the virtual speaker (what the virtual microphone hears)."""

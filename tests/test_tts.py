@@ -105,6 +105,7 @@ def test_player_plays_into_the_speaker_and_stops_at_once(pulse):
     player.start()
     mic.start()
     try:
+        next(mic.blocks())  # the microphone is live before anything plays
         t = np.arange(24000 * 4) / 24000
         tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
         player.enqueue(tone, 24000, "a long tone")
