@@ -122,3 +122,56 @@ def test_chat_without_voice_model_stays_text_only(tmp_path, tiny_persona_dir):
     assert "replies are text only" in result.stderr and "Replies will be text only." in \
         result.stdout
     assert "bot> " in result.stdout
+
+
+@pytest.mark.parametrize(("name", "content", "says"), [
+    ("empty.wav", b"", "empty.wav is empty (0 bytes)"),
+    ("corrupt.wav", b"RIFF\x10\x00\x00\x00WAVEjunk" * 20, "corrupt.wav"),
+])
+def test_unreadable_sample_files(tmp_path, name, content, says):
+    path = tmp_path / name
+    path.write_bytes(content)
+    result = cli("voices", "add", "X", "--file", str(path), data=tmp_path / "data")
+    assert result.returncode == 1
+    assert says in result.stderr and "Traceback" not in result.stderr
+
+
+def test_8khz_telephone_sample_is_converted_and_checked(tmp_path):
+    import soundfile as sf
+
+    folder = tmp_path / "s"
+    parts = [sf.read(str(speak(s, folder, rate=8000, pitch=20)), dtype="float32")[0]
+             for s in SENTENCES]
+    path = tmp_path / "phone.wav"
+    sf.write(path, np.concatenate(parts), 8000)
+    result = cli("voices", "add", "Phone", "--file", str(path), data=tmp_path / "data")
+    assert result.returncode == 0, result.stdout + result.stderr
+    info = sf.info(str(tmp_path / "data" / "voices" / "phone" / "sample.wav"))
+    assert info.samplerate == 24000
+
+
+@pytest.mark.audio
+def test_enroll_by_recording_from_the_microphone(pulse, tmp_path, sample_wav):
+    data = tmp_path / "data"
+    env = {**os.environ, "TTT_DATA_DIR": str(data), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "voices", "add", "Live",
+                             "--record", "14s"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        while "1..." not in line:  # the countdown's last step; recording starts next
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+        import time
+
+        time.sleep(1.3)
+        pulse.play(sample_wav).wait(timeout=30)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out + err
+    assert "Enrolled the voice Live" in out
+    voice = json.loads((data / "voices" / "live" / "voice.json").read_text())
+    assert voice["source"] == "recording" and voice["verdict"]["ok"], voice["verdict"]

@@ -62,6 +62,8 @@ class _Renderer:
 
 def run_talk(args: argparse.Namespace) -> int:
     """Load everything, then converse until Ctrl-D / Ctrl-C at the prompt."""
+    from transformers.utils import logging as hf_logging
+
     from engine.asr import open_recognizer
     from engine.audio.capture import Microphone
     from engine.audio.listener import Listener, ListenOptions, PushToTalk
@@ -71,6 +73,7 @@ def run_talk(args: argparse.Namespace) -> int:
     from engine.models.registry import find_persona
     from engine.pipeline.turns import VoicePipeline
 
+    hf_logging.disable_progress_bar()
     persona = find_persona(args.persona)
     microphone = Microphone(args.device)  # "no microphone" before any slow loading
     print(f"Loading {persona.label}, speech recognition and the voice model...", flush=True)
