@@ -37,7 +37,7 @@ def run_chat(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     persona = find_persona(args.persona)
     store = ConversationStore(paths.conversations_db())
-    voice_out = None
+    voice_out = spoken = None
     try:
         conversation = args.conversation or (store.latest_conversation() if args.resume else None)
         if conversation is not None and conversation not in {c.id for c in store.conversations()}:
@@ -47,16 +47,19 @@ def run_chat(args: argparse.Namespace, out: TextIO | None = None) -> int:
         backend = _open(persona, args, out)
         session = ChatSession(store, backend, persona.id, conversation)
         voice_out = _voice_output(args, persona, out) if args.speak else None
+        spoken = _spoken_pipeline(session, voice_out) if voice_out else None
         if args.message:
-            sent = [_send(session, message, out, echo_user=True, voice_out=voice_out)
+            sent = [_send(session, message, out, echo_user=True, spoken=spoken)
                     for message in args.message]
             return 0 if all(sent) else 1
         print(f"Talking to {persona.label}. /help for commands, Ctrl-D to leave.", file=out)
         if session.history:
             _print_history(session, out)
-        return _loop(session, args, out, voice_out)
+        return _loop(session, args, out, spoken)
     finally:
         store.close()
+        if spoken is not None:
+            spoken[0].close()
         if voice_out is not None:
             voice_out[1].close()
 
@@ -102,7 +105,17 @@ def _voice_output(args: argparse.Namespace, persona: Persona, out: TextIO):
     return tts, player, voice
 
 
-def _loop(session: ChatSession, args: argparse.Namespace, out: TextIO, voice_out=None) -> int:
+def _spoken_pipeline(session: ChatSession, voice_out):
+    """The voice pipeline for typed turns whose replies are spoken, and its printer."""
+    from engine.cli.render import EventPrinter
+    from engine.pipeline.turns import VoicePipeline
+
+    tts, player, voice = voice_out
+    printer = EventPrinter()
+    return VoicePipeline(session, tts=tts, player=player, voice=voice, on_event=printer), printer
+
+
+def _loop(session: ChatSession, args: argparse.Namespace, out: TextIO, spoken=None) -> int:
     while True:
         try:
             line = input("you> ")
@@ -116,45 +129,48 @@ def _loop(session: ChatSession, args: argparse.Namespace, out: TextIO, voice_out
             if _command(session, line, args, out) == "quit":
                 return 0
             continue
-        _send(session, line, out, voice_out=voice_out)
+        _send(session, line, out, spoken=spoken)
 
 
 def _send(session: ChatSession, text: str, out: TextIO, *, echo_user: bool = False,
-          voice_out=None) -> bool:
+          spoken=None) -> bool:
     """Send one message and print (and speak) the reply as it streams; False if it failed."""
     if echo_user:
         print(f"you> {text}", file=out)
+    if spoken is not None:
+        return _send_spoken(text, *spoken)
     stream = None
-    speaker = None
-    if voice_out is not None:
-        from engine.tts.speaker import Speaker
-
-        speaker = Speaker(*voice_out)
     try:
         print("bot> ", end="", file=out, flush=True)
         stream = session.send(text)
         for piece in stream:
             print(piece, end="", file=out, flush=True)
-            if speaker is not None:
-                speaker.feed(piece)
         print(file=out)
-        if speaker is not None:
-            speaker.finish()
-            if speaker.error is not None:
-                print_error(speaker.error)
     except KeyboardInterrupt:
         if stream is not None:
             stream.close()  # stops generation; what was shown is stored as cut
-        if speaker is not None:
-            speaker.stop()
         print(" [stopped]", file=out, flush=True)
     except TalkError as err:
-        if speaker is not None:
-            speaker.stop()
         print(file=out)
         print_error(err)
         return False
     return True
+
+
+def _send_spoken(text: str, pipeline, printer) -> bool:
+    """A typed turn through the voice pipeline: printed by its events, spoken as it streams."""
+    printer.turn_done.clear()
+    pipeline.start_text_turn(text)
+    try:
+        while not printer.turn_done.wait(0.1):
+            pass
+        pipeline.wait()
+    except KeyboardInterrupt:  # stops generation and voice; the reply is kept as spoken
+        pipeline.barge_in("Ctrl-C")
+        pipeline.wait()
+        return True
+    result = pipeline.last_result
+    return result is not None and result.failed_stage is None
 
 
 def _command(session: ChatSession, line: str, args: argparse.Namespace, out: TextIO) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from collections.abc import Iterator
 
@@ -17,47 +16,10 @@ import numpy as np
 
 from engine import paths
 from engine.cli.main import decoding_overrides, print_error
+from engine.cli.render import EventPrinter
 from engine.errors import TalkError
 from engine.pipeline import events as ev
-from engine.pipeline.events import Event
 from engine.store import ConversationStore
-
-
-class _Renderer:
-    """Prints pipeline events; called from the pipeline's threads."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._in_reply = False
-        self.turn_done = threading.Event()
-
-    def __call__(self, event: Event) -> None:
-        with self._lock:
-            data = event.data
-            if event.type == ev.TRANSCRIPT:
-                print(f"\nyou> {data['text']}", flush=True)
-            elif event.type == ev.REPLY_TOKEN:
-                if not self._in_reply:
-                    print("bot> ", end="", flush=True)
-                    self._in_reply = True
-                print(data["text"], end="", flush=True)
-            elif event.type == ev.REPLY_DONE:
-                print(" [cut]" if data["cut"] else "", flush=True)
-                self._in_reply = False
-            elif event.type == ev.ERROR:
-                print(f"\nerror ({data['stage']}): {data['message']}", file=sys.stderr)
-                if data.get("hint"):
-                    print(f"  {data['hint']}", file=sys.stderr)
-                if data["stage"] != "tts":  # a voice failure does not end the turn
-                    self.turn_done.set()
-            elif event.type == ev.CANCELLED:
-                print("\n[interrupted]", flush=True)
-            elif event.type == ev.TURN_DONE:
-                t = data["timings"]
-                parts = [f"{name.replace('_', ' ')} {t[name]:.2f} s" for name in
-                         ("asr", "first_token", "first_audio", "total") if name in t]
-                print(f"  [{' · '.join(parts)}]", flush=True)
-                self.turn_done.set()
 
 
 def run_talk(args: argparse.Namespace) -> int:
@@ -84,7 +46,7 @@ def run_talk(args: argparse.Namespace) -> int:
     voice_out = _voice_output(args, persona, sys.stdout)
     tts, player, voice = voice_out if voice_out else (None, None, None)
     store = ConversationStore(paths.conversations_db())
-    renderer = _Renderer()
+    renderer = EventPrinter()
     session = ChatSession(store, backend, persona.id,
                           store.latest_conversation() if args.resume else None)
     pipeline = VoicePipeline(session, recognizer=recognizer, tts=tts, player=player,
@@ -103,7 +65,7 @@ def run_talk(args: argparse.Namespace) -> int:
         store.close()
 
 
-def _push_to_talk(pipeline, ptt, renderer: _Renderer) -> int:
+def _push_to_talk(pipeline, ptt, renderer: EventPrinter) -> int:
     print("Press Enter and speak, Enter again when done; or type a message. Ctrl-D leaves.")
     while True:
         try:

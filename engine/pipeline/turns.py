@@ -66,8 +66,6 @@ class VoicePipeline:
         self.recognizer, self.tts, self.player, self.voice = recognizer, tts, player, voice
         self.on_event = on_event or (lambda event: None)
         self.gate = gate or DeviceGate()
-        if hasattr(session.backend, "gate"):
-            session.backend.gate = self.gate
         if player is not None:
             player.on_event = self._on_player
         self._cancel: CancelToken | None = None
@@ -143,6 +141,8 @@ class VoicePipeline:
     def _run(self, text: str | None, audio: np.ndarray | None, started: float) -> TurnResult:
         cancel = CancelToken()
         self._cancel, self._spoken = cancel, []
+        if hasattr(self.session.backend, "gate"):  # the persona may have been switched
+            self.session.backend.gate = self.gate
         self._turn_start, self._timings = started, {}
         result = TurnResult()
         try:
