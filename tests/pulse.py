@@ -80,6 +80,27 @@ class PulseServer:
         """Play a file into the virtual speaker (what the virtual microphone hears)."""
         return subprocess.Popen(["paplay", "--device=vsink", str(wav)])
 
+    def play_when_ready(self, proc: subprocess.Popen, wav: Path, *, marker: str,
+                        stream: str = "stdout", delay: float = 0.3,
+                        timeout: float = 120) -> tuple[str, str]:
+        """Play ``wav`` once ``proc`` prints ``marker`` on ``stream``; then its (stdout, stderr).
+
+        ``delay`` is the pause after the marker before the "person" starts talking.
+        """
+        try:
+            pipe = getattr(proc, stream)
+            line = ""
+            while marker not in line:
+                line = pipe.readline()
+                assert line, f"the process exited before {marker!r}: {proc.stderr.read()}"
+            time.sleep(delay)
+            self.play(wav).wait(timeout=30)
+            return proc.communicate(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
     def stop(self) -> None:
         """Stop the keep-alive stream and the server."""
         if self._keepalive is not None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -75,18 +74,8 @@ def test_listen_command_hands_free_once(pulse, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "engine", "listen", "--hands-free", "--once"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    try:
-        line = ""
-        while "Listening" not in line:  # the model is loaded and the microphone is open
-            line = proc.stderr.readline()
-            assert line, "listen exited early"
-        time.sleep(0.3)  # a person does not start talking within milliseconds either
-        pulse.play(wav).wait(timeout=30)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    # "Listening" comes once the model is loaded and the microphone is open.
+    out, err = pulse.play_when_ready(proc, wav, marker="Listening", stream="stderr")
     assert proc.returncode == 0, err
     assert out.startswith("you said: ")
     assert word_error_rate(SENTENCES[1], out.removeprefix("you said: ")) <= 0.35, out

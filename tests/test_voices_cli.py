@@ -157,20 +157,8 @@ def test_enroll_by_recording_from_the_microphone(pulse, tmp_path, sample_wav):
     proc = subprocess.Popen([sys.executable, "-m", "engine", "voices", "add", "Live",
                              "--record", "14s"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    try:
-        line = ""
-        while "1..." not in line:  # the countdown's last step; recording starts next
-            line = proc.stdout.readline()
-            assert line, proc.stderr.read()
-        import time
-
-        time.sleep(1.3)
-        pulse.play(sample_wav).wait(timeout=30)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+    # "1..." is the countdown's last step; recording starts a second later.
+    out, err = pulse.play_when_ready(proc, sample_wav, marker="1...", delay=1.3, timeout=60)
     assert proc.returncode == 0, out + err
     assert "Enrolled the voice Live" in out
     voice = json.loads((data / "voices" / "live" / "voice.json").read_text())

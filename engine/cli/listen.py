@@ -7,6 +7,7 @@ import sys
 import time
 
 from engine.cli.main import print_error
+from engine.cli.render import level_bar
 from engine.errors import TalkError
 
 
@@ -76,8 +77,7 @@ class _Meter:
         if now - self.last < 0.05:
             return
         self.last = now
-        bars = int(max(0.0, min(1.0, (level + 60) / 60)) * 30)
-        print(f"\r  level {level:6.1f} dBFS |{'#' * bars:<30}|", end="", file=sys.stderr,
+        print(f"\r  level {level:6.1f} dBFS |{level_bar(level):<30}|", end="", file=sys.stderr,
               flush=True)
 
 

@@ -9,6 +9,11 @@ from engine.pipeline import events as ev
 from engine.pipeline.events import Event
 
 
+def level_bar(level: float, width: int = 30) -> str:
+    """A text meter for a level in dBFS: empty at -60 dBFS and below, full at 0."""
+    return "#" * int(max(0.0, min(1.0, (level + 60) / 60)) * width)
+
+
 class EventPrinter:
     """Prints pipeline events; called from the pipeline's threads."""
 

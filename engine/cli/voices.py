@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.cli.render import level_bar
 from engine.voices import store
 
 READ_ALOUD = ("The rainbow is a division of white light into many beautiful colours. These take "
@@ -79,8 +80,8 @@ def _record(seconds: float, device: str | None) -> np.ndarray:
         for block in mic.blocks():
             blocks.append(block)
             left = seconds - (time.monotonic() - started)
-            bars = int(max(0.0, min(1.0, (dbfs(block) + 60) / 60)) * 30)
-            print(f"\r  recording {max(left, 0):4.1f} s |{'#' * bars:<30}|", end="", flush=True)
+            print(f"\r  recording {max(left, 0):4.1f} s |{level_bar(dbfs(block)):<30}|", end="",
+                  flush=True)
             if left <= 0:
                 break
     finally:

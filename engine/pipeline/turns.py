@@ -163,10 +163,10 @@ class VoicePipeline:
             result.failed_stage = failed.stage
             self._emit(ev.ERROR, stage=failed.stage, code=failed.error.code,
                        message=failed.error.message, hint=failed.error.hint)
-        result.timings = dict(self._timings)
         if result.failed_stage is None:
             self._mark("total")
-            result.timings = dict(self._timings)
+        result.timings = dict(self._timings)
+        if result.failed_stage is None:
             self.session.annotate_reply({"timings": result.timings,
                                          "voice": getattr(self.voice, "name", None)})
             self._emit(ev.TURN_DONE, user=result.user, reply=result.reply, cut=result.cut,
