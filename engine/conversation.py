@@ -29,6 +29,13 @@ class ChatSession:
             if t.text
         ]
 
+    def open_conversation(self, conversation_id: int) -> None:
+        """Continue a stored conversation: its turns become the history."""
+        self.conversation_id = conversation_id
+        self.last_reply_id = None
+        self.history = [Turn(t.role, t.text)  # type: ignore[arg-type]
+                        for t in self.store.turns(conversation_id) if t.text]
+
     def new_conversation(self) -> int:
         """Start afresh (the old conversation stays in the store)."""
         self.conversation_id = self.store.new_conversation(self.persona_id)

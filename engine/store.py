@@ -124,6 +124,16 @@ class ConversationStore:
         found = self.conversations()
         return found[0].id if found else None
 
+    def search(self, text: str) -> list[Conversation]:
+        """Conversations whose title or any turn contains ``text`` (case-insensitive)."""
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = self._db.execute(
+            "SELECT id, title, persona, created, updated FROM conversations c "
+            "WHERE title LIKE ?1 ESCAPE '\\' OR EXISTS (SELECT 1 FROM turns t WHERE "
+            "t.conversation_id = c.id AND t.text LIKE ?1 ESCAPE '\\') "
+            "ORDER BY updated DESC, id DESC", (pattern,)).fetchall()
+        return [Conversation(*row) for row in rows]
+
     def rename(self, conversation_id: int, title: str) -> None:
         """Set a conversation's title."""
         self._write("UPDATE conversations SET title=? WHERE id=?", (title, conversation_id))

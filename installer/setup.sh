@@ -28,8 +28,14 @@ fi
 # System packages. Only what is missing is installed (apt needs root or sudo).
 # Run: PortAudio (microphone, speaker), ffmpeg (MP3/M4A files).
 apt_packages=(libportaudio2 ffmpeg)
-# Tests: a PulseAudio server for the virtual sound card, espeak-ng and sox for real speech.
-[ "$dev" -eq 1 ] && apt_packages+=(pulseaudio pulseaudio-utils libasound2-plugins espeak-ng sox)
+# The Qt window: X11/xcb libraries Qt's platform plugin links against, and a font (without one
+# every label renders as empty boxes).
+apt_packages+=(libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
+  libxcb-randr0 libxcb-render-util0 libxcb-image0 libxcb-xkb1 libegl1 libgl1 libfontconfig1
+  libdbus-1-3 fonts-dejavu-core)
+# Tests: a PulseAudio server for the virtual sound card, espeak-ng and sox for real speech,
+# Xvfb and xauth (a real X display for the screenshots script).
+[ "$dev" -eq 1 ] && apt_packages+=(pulseaudio pulseaudio-utils libasound2-plugins espeak-ng sox xvfb xauth)
 "$python" -m venv --help >/dev/null 2>&1 || apt_packages+=(python3-venv)
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -15,6 +15,9 @@ from tests.tiny_models import build_tiny_dialogpt
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# Qt renders real widgets without a display; with no display and no platform set it would
+# abort the whole process (exit 134) instead of raising.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -48,7 +48,8 @@ def kinds(events, *, skip=(ev.REPLY_TOKEN,)):
 def test_typed_turn_without_voice(store):
     pipeline, events, session = make(store, FakeChat("Hi", " there."))
     result = pipeline.run_text_turn("hello")
-    assert kinds(events, skip=()) == [ev.REPLY_TOKEN, ev.REPLY_TOKEN, ev.REPLY_DONE, ev.TURN_DONE]
+    assert kinds(events, skip=()) == [ev.TURN_STARTED, ev.REPLY_TOKEN, ev.REPLY_TOKEN,
+                                      ev.REPLY_DONE, ev.TURN_DONE]
     assert [e.data["text"] for e in events if e.type == ev.REPLY_TOKEN] == ["Hi", " there."]
     assert result.reply == "Hi there." and not result.cut
     turns = store.turns(session.conversation_id)
@@ -64,7 +65,7 @@ def test_spoken_turn_speaks_sentence_by_sentence(store, player):
     result = pipeline.run_audio_turn(AUDIO)
     order = kinds(events)
     # Playback overlaps generation, so only these orderings are fixed:
-    assert order[0] == ev.TRANSCRIPT and order[-1] == ev.TURN_DONE
+    assert order[:2] == [ev.TURN_STARTED, ev.TRANSCRIPT] and order[-1] == ev.TURN_DONE
     assert order.count(ev.REPLY_DONE) == 1
     speaking = [(e.type, e.data["text"]) for e in events if e.type.startswith("speaking")]
     assert speaking == [(ev.SPEAKING_STARTED, "Fine thanks."), (ev.SPEAKING_ENDED, "Fine thanks."),

@@ -123,6 +123,13 @@ class PushToTalk:
         except TalkError as err:  # device lost: keep what was captured, report on release
             self.error = err
 
+    def cancel(self) -> None:
+        """Stop recording and throw the audio away (the app is closing)."""
+        self.microphone.stop()
+        if self._thread is not None:
+            self._thread.join()
+        self._blocks = []
+
     def release(self) -> np.ndarray:
         """Stop recording; the speech, trimmed (``error`` tells if the device failed).
 

@@ -10,9 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Iterator
-
-import numpy as np
 
 from engine import paths
 from engine.cli.main import decoding_overrides, print_error
@@ -103,32 +100,17 @@ def _push_to_talk(pipeline, ptt, renderer: EventPrinter) -> int:
 
 
 def _hands_free(pipeline, microphone, listener, headphones: bool) -> int:
-    def on_speech(name: str) -> None:
-        pipeline.emit(name)
-        if headphones and name == ev.SPEECH_STARTED and pipeline.busy:
-            pipeline.barge_in("you started talking")
+    from engine.pipeline.handsfree import HandsFree
 
-    listener.on_event = on_speech
+    runner = HandsFree(pipeline, microphone, listener, headphones=headphones,
+                       on_error=print_error)
     microphone.start()
     pipeline.emit(ev.LISTENING)
     print("Listening hands-free. Speak; Ctrl-C leaves.", flush=True)
     try:
-        for utterance in listener.hands_free(_muted(microphone.blocks(), pipeline, headphones)):
-            pipeline.start_audio_turn(utterance, time.perf_counter())
+        runner.run()  # on this thread: Ctrl-C reaches it
     except KeyboardInterrupt:
         print()
     finally:
         microphone.stop()
     return 0
-
-
-def _muted(blocks: Iterator[np.ndarray], pipeline, headphones: bool) -> Iterator[np.ndarray]:
-    """Silence the microphone while the assistant speaks (unless on headphones).
-
-    Without echo cancellation the microphone hears the speaker, and the voice detector would
-    take the assistant's own voice for the user's. Silence (not nothing) keeps the detector's
-    timing intact.
-    """
-    for block in blocks:
-        speaking = pipeline.player is not None and not pipeline.player.wait(0)
-        yield np.zeros_like(block) if speaking and not headphones else block

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+TURN_STARTED = "turn_started"  # data: spoken (bool), text (the typed message; "" if spoken)
 LISTENING = "listening"
 LEVEL = "level"  # data: dbfs
 SPEECH_STARTED = "speech_started"

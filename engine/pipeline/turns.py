@@ -76,6 +76,20 @@ class VoicePipeline:
         self.last_result: TurnResult | None = None
 
     # -- public API ---------------------------------------------------------------------------
+    def set_voice_output(self, tts: Any, player: Any, voice: Any = None) -> None:
+        """Speak replies with ``tts`` through ``player`` (both None: replies stay text).
+
+        Takes effect from the next turn; the GUI calls it when the voice model finishes loading
+        or the person turns speaking off.
+        """
+        self.tts, self.player, self.voice = tts, player, voice
+        if player is not None:
+            player.on_event = self._on_player
+
+    def set_recognizer(self, recognizer: Any) -> None:
+        """Transcribe spoken turns with ``recognizer`` from the next turn on."""
+        self.recognizer = recognizer
+
     def run_text_turn(self, text: str) -> TurnResult:
         """A typed turn, on this thread, until it is done (or cancelled)."""
         return self._run(text=text, audio=None, started=time.perf_counter())
@@ -145,6 +159,7 @@ class VoicePipeline:
             self.session.backend.gate = self.gate
         self._turn_start, self._timings = started, {}
         result = TurnResult()
+        self._emit(ev.TURN_STARTED, spoken=audio is not None, text=text or "")
         try:
             if audio is not None:
                 text = self._transcribe(audio)

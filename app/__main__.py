@@ -1,0 +1,5 @@
+"""``python -m app``: open the window."""
+
+from app.main import main
+
+raise SystemExit(main())

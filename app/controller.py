@@ -1,0 +1,426 @@
+"""The window's link to the engine: loads the parts in the background and runs the turns.
+
+No widget lives here. Everything the engine reports reaches the window as Qt signals, which
+arrive on the GUI thread whatever thread emitted them (the pipeline's turn thread, the
+microphone's, a worker's). The window only renders those signals and calls the methods below.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from app.backends import EngineBackends
+from app.workers import WorkerPool
+from engine import paths
+from engine.errors import TalkError
+from engine.pipeline import events as ev
+from engine.pipeline.events import Event
+from engine.settings import Settings
+from engine.store import ConversationStore
+
+# Part states, as shown in the window.
+LOADING, READY, FAILED, OFF = "loading", "ready", "failed", "off"
+
+
+class Controller(QObject):
+    """Owns the chat session, the voice pipeline, the microphone and their loading."""
+
+    event = Signal(object)  # an engine Event from the pipeline (turn stages, levels)
+    error = Signal(str, object)  # (where, TalkError): shown as a banner
+    part_state = Signal(str, str, str)  # (part: chat/asr/voice, state, text for people)
+    session_ready = Signal(int)  # a conversation is open and the chat model loaded: its id
+    conversations_changed = Signal()  # a turn was stored or a conversation added
+
+    def __init__(self, settings: Settings, *, backends: EngineBackends | None = None,
+                 workers: WorkerPool | None = None, parent: QObject | None = None):
+        super().__init__(parent)
+        self.settings = settings
+        self.backends = backends or EngineBackends()
+        self.workers = workers or WorkerPool(self)
+        # Two connections to one WAL database: the pipeline writes from its turn thread, the
+        # window reads lists and history here; SQLite lets readers and a writer run together.
+        self.store = ConversationStore(paths.conversations_db())
+        self._session_store = ConversationStore(paths.conversations_db())
+        self.persona: Any = None
+        self.session: Any = None
+        self.pipeline: Any = None
+        self.recognizer: Any = None
+        self.tts: Any = None
+        self.player: Any = None
+        self.voice: Any = None
+        self.states = {"chat": OFF, "asr": OFF, "voice": OFF}
+        self.conversation_id: int | None = self.store.latest_conversation()
+        self._ptt: Any = None
+        self._hands_free: Any = None
+        self._listener: Any = None
+        self._closing = False
+        self._loads = {"chat": 0, "asr": 0, "voice": 0}  # generation: ignore stale loads
+        self.event.connect(self._on_turn_event)
+
+    # -- loading ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Load the persona, speech recognition and the voice model in the background."""
+        self.load_persona(self.settings.persona)
+        self.load_recognizer()
+        self.load_voice_output()
+
+    def _set_state(self, part: str, state: str, text: str) -> None:
+        self.states[part] = state
+        self.part_state.emit(part, state, text)
+
+    def load_persona(self, ref: str | None) -> None:
+        """Switch to persona ``ref`` (its model loads in a worker; the history stays)."""
+        self._loads["chat"] += 1
+        generation = self._loads["chat"]
+        try:
+            persona = self.backends.persona(ref)
+        except TalkError as err:
+            self._set_state("chat", FAILED, err.message)
+            self.error.emit("Persona", err)
+            return
+        where = ("on " + self.settings.remote_url if self.settings.chat_backend == "remote"
+                 else "")
+        self._set_state("chat", LOADING, f"Loading {persona.label} {where}".strip() + "…")
+        self.workers.run(self.backends.chat, persona, self.settings, name="load persona",
+                         on_done=lambda backend: self._chat_loaded(generation, persona, backend),
+                         on_error=lambda err: self._load_failed(generation, "chat", err))
+
+    def _load_failed(self, generation: int, part: str, err: TalkError) -> None:
+        if generation != self._loads[part] or self._closing:
+            return
+        self._set_state(part, FAILED, err.message)
+        self.error.emit({"chat": "Chat model", "asr": "Speech recognition",
+                         "voice": "Voice"}[part], err)
+
+    def _chat_loaded(self, generation: int, persona: Any, backend: Any) -> None:
+        if generation != self._loads["chat"] or self._closing:
+            return
+        from engine.conversation import ChatSession
+        from engine.pipeline.turns import VoicePipeline
+
+        self.persona = persona
+        if self.session is None:
+            self.session = ChatSession(self._session_store, backend, persona.id,
+                                       self.conversation_id)
+            self.pipeline = VoicePipeline(self.session, recognizer=self.recognizer,
+                                          on_event=self.event.emit)
+            self._apply_voice_output()
+        else:
+            if self.pipeline.busy:
+                self.pipeline.barge_in("persona switched")
+                self.pipeline.wait()
+            self.session.switch_backend(backend, persona.id)
+        self.conversation_id = self.session.conversation_id
+        self._set_state("chat", READY, f"{persona.label} is ready.")
+        self.session_ready.emit(self.conversation_id)
+
+    def load_recognizer(self) -> None:
+        """(Re)load speech recognition with the current settings."""
+        self._loads["asr"] += 1
+        generation = self._loads["asr"]
+        label = "Whisper tiny.en (bundled)" if self.settings.asr_model == "bundled" else (
+            f"Whisper {self.settings.asr_model}")
+        self._set_state("asr", LOADING, f"Loading speech recognition ({label})…")
+
+        def loaded(recognizer: Any) -> None:
+            if generation != self._loads["asr"] or self._closing:
+                return
+            self.recognizer = recognizer
+            if self.pipeline is not None:
+                self.pipeline.set_recognizer(recognizer)
+            self._set_state("asr", READY, f"Speech recognition: {label}.")
+
+        self.workers.run(self.backends.recognizer, self.settings, name="load speech recognition",
+                         on_done=loaded,
+                         on_error=lambda err: self._load_failed(generation, "asr", err))
+
+    def load_voice_output(self) -> None:
+        """(Re)load the voice model and speaker, or turn spoken replies off."""
+        self._loads["voice"] += 1
+        generation = self._loads["voice"]
+        old_player, self.tts, self.player = self.player, None, None
+        if old_player is not None:
+            old_player.close()
+        self._apply_voice_output()
+        if not self.settings.speak_replies:
+            self._set_state("voice", OFF, "Spoken replies are off (Settings).")
+            return
+        self._set_state("voice", LOADING, "Loading the voice model…")
+
+        def loaded(parts: tuple[Any, Any]) -> None:
+            tts, player = parts
+            if generation != self._loads["voice"] or self._closing:
+                player.close()
+                return
+            self.tts, self.player = tts, player
+            self._apply_voice_output()
+            who = f"the voice {self.voice.name}" if self.voice else "the model's own voice"
+            self._set_state("voice", READY, f"Replies are spoken in {who}.")
+
+        def failed(err: TalkError) -> None:
+            if generation != self._loads["voice"] or self._closing:
+                return
+            # Not an error the person caused: say plainly that replies stay text, and why.
+            self._set_state("voice", FAILED, f"Replies are text only: {err.message}"
+                            + (f" {err.hint}" if err.hint else ""))
+
+        self.workers.run(self.backends.voice_output, self.settings, name="load voice model",
+                         on_done=loaded, on_error=failed)
+
+    def set_voice(self, name: str | None) -> None:
+        """Speak replies in the enrolled voice ``name`` (None: the model's own)."""
+        try:
+            self.voice = self.backends.voice(name)
+        except TalkError as err:
+            self.voice = None
+            self.error.emit("Voice", err)
+        self._apply_voice_output()
+
+    def _apply_voice_output(self) -> None:
+        if self.pipeline is not None:
+            speak = self.settings.speak_replies and self.tts is not None
+            self.pipeline.set_voice_output(self.tts if speak else None,
+                                           self.player if speak else None, self.voice)
+
+    def apply_settings(self, new: Settings) -> None:
+        """Use changed settings now, reloading only the parts they affect."""
+        old, self.settings = self.settings, new
+        if (old.chat_backend, old.remote_url, old.device) != (
+                new.chat_backend, new.remote_url, new.device):
+            self.load_persona(self.persona.id if self.persona else new.persona)
+        if (old.asr_backend, old.asr_model, old.language, old.device) != (
+                new.asr_backend, new.asr_model, new.language, new.device):
+            self.load_recognizer()
+        if (old.speak_replies, old.output_device, old.device) != (
+                new.speak_replies, new.output_device, new.device):
+            self.load_voice_output()
+        if old.sensitivity != new.sensitivity or old.input_device != new.input_device:
+            self._listener = None
+            if self._hands_free is not None:
+                self.set_hands_free(False)
+                self.set_hands_free(True)
+
+    # -- conversations ------------------------------------------------------------------------
+    def open_conversation(self, conversation_id: int) -> None:
+        """Continue a stored conversation (stops a running reply first)."""
+        self.conversation_id = conversation_id
+        if self.session is not None:
+            self._stop_turn("conversation switched")
+            self.session.open_conversation(conversation_id)
+
+    def new_conversation(self) -> int:
+        """Start a new conversation with the current persona; returns its id."""
+        self._stop_turn("new conversation")
+        if self.session is not None:
+            self.conversation_id = self.session.new_conversation()
+        else:
+            persona = self.persona.id if self.persona else self.settings.persona
+            self.conversation_id = self.store.new_conversation(persona)
+        self.conversations_changed.emit()
+        return self.conversation_id
+
+    def delete_conversation(self, conversation_id: int) -> None:
+        """Delete a conversation; deleting the open one starts a new one."""
+        if conversation_id == self.conversation_id:
+            self._stop_turn("conversation deleted")
+        self.store.delete_conversation(conversation_id)
+        if conversation_id == self.conversation_id:
+            self.new_conversation()
+        self.conversations_changed.emit()
+
+    # -- turns --------------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        """Whether a turn can be started (the chat model is loaded)."""
+        return self.pipeline is not None and self.states["chat"] == READY
+
+    def _not_ready(self, what: str) -> bool:
+        if self.ready:
+            return False
+        state = self.states["chat"]
+        message = ("The persona is still loading; try again in a moment." if state == LOADING
+                   else "No persona is loaded: pick one, or pull one in Models.")
+        self.error.emit(what, TalkError(message, code="not_ready"))
+        return True
+
+    def send_text(self, text: str) -> bool:
+        """Send a typed message (interrupting a running reply); False if not sent."""
+        if not text.strip():
+            return False
+        if self._not_ready("Chat"):
+            return False
+        if self.pipeline.busy:
+            # Waiting for the old turn to wind down happens on a worker, not in the window.
+            self.pipeline.barge_in("new message")
+            self.workers.run(self.pipeline.start_text_turn, text, name="send")
+        else:
+            self.pipeline.start_text_turn(text)
+        return True
+
+    def stop_speaking(self) -> None:
+        """Stop the reply now: generation, synthesis and playback; what was spoken is kept."""
+        if self.pipeline is not None:
+            self.pipeline.barge_in("stopped")
+
+    def _stop_turn(self, reason: str) -> None:
+        """Stop the running turn and wait for it (before the history changes under it)."""
+        if self.pipeline is not None and self.pipeline.busy:
+            self.pipeline.barge_in(reason)
+            self.pipeline.wait()
+
+    def _listener_for_settings(self) -> Any:
+        if self._listener is None:
+            from engine.audio.listener import Listener, ListenOptions
+
+            self._listener = Listener(ListenOptions(sensitivity=self.settings.sensitivity),
+                                      on_level=self._emit_level)
+        return self._listener
+
+    def _emit_level(self, level: float) -> None:
+        self.event.emit(Event(ev.LEVEL, {"dbfs": level}))
+
+    def _asr_missing(self) -> bool:
+        if self.recognizer is not None:
+            return False
+        state = self.states["asr"]
+        message = ("Speech recognition is still loading; type, or try again in a moment."
+                   if state == LOADING else "Speech recognition is not available; see the "
+                   "message above, or type instead.")
+        self.error.emit("Microphone", TalkError(message, code="asr_not_ready"))
+        return True
+
+    def press_talk(self) -> bool:
+        """Start recording (push-to-talk); interrupts the assistant. False if it cannot."""
+        if self._ptt is not None or self._not_ready("Talk") or self._asr_missing():
+            return False
+        if self._hands_free is not None:
+            return False  # hands-free is already listening
+        if self.pipeline.busy:
+            self.pipeline.barge_in("you started talking")  # the voice stops at once
+        from engine.audio.listener import PushToTalk
+
+        try:
+            ptt = PushToTalk(self.backends.microphone(self.settings),
+                             self._listener_for_settings())
+            ptt.press()
+        except TalkError as err:
+            self.error.emit("Microphone", err)
+            return False
+        self._ptt = ptt
+        self.event.emit(Event(ev.LISTENING, {}))
+        return True
+
+    def release_talk(self) -> None:
+        """Stop recording and send what was said (transcribed in the turn's thread)."""
+        ptt, self._ptt = self._ptt, None
+        if ptt is None:
+            return
+        released = time.perf_counter()
+
+        def finish() -> None:
+            # On a worker: joining the recorder and any turn still winding down takes time.
+            audio = ptt.release()
+            if ptt.error is not None:  # the device failed mid-recording: keep what we have
+                self.error.emit("Microphone", ptt.error)
+            if not self._closing and self.pipeline is not None:
+                self.event.emit(Event(ev.SPEECH_ENDED, {}))
+                self.pipeline.start_audio_turn(audio, released)
+
+        self.workers.run(finish, name="stop recording",
+                         on_error=lambda err: self.error.emit("Microphone", err))
+
+    @property
+    def talking(self) -> bool:
+        """Whether push-to-talk is recording."""
+        return self._ptt is not None
+
+    @property
+    def hands_free(self) -> bool:
+        """Whether hands-free listening is on."""
+        return self._hands_free is not None
+
+    def set_hands_free(self, on: bool) -> bool:
+        """Turn hands-free listening on or off; returns whether it is on now."""
+        if not on:
+            runner, self._hands_free = self._hands_free, None
+            if runner is not None:
+                runner.stop()
+            return False
+        if self._hands_free is not None:
+            return True
+        if self._not_ready("Hands-free") or self._asr_missing():
+            return False
+        from engine.pipeline.handsfree import HandsFree
+
+        try:
+            runner = HandsFree(self.pipeline, self.backends.microphone(self.settings),
+                               self._listener_for_settings(),
+                               on_error=lambda err: self.error.emit("Microphone", err))
+            runner.start()
+        except TalkError as err:
+            self.error.emit("Microphone", err)
+            return False
+        self._hands_free = runner
+        return True
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`shutdown` ran (late queued signals are then ignored)."""
+        return self._closing
+
+    def _on_turn_event(self, event: Event) -> None:
+        if self._closing:
+            return
+        if event.type in (ev.TURN_DONE, ev.TRANSCRIPT):
+            self.conversations_changed.emit()
+        elif event.type == ev.ERROR and event.data.get("stage") == "chat":
+            self.conversations_changed.emit()
+
+    def preview_voice(self, voice: Any, text: str) -> None:
+        """Speak ``text`` in ``voice`` on the output device and wait (run it on a worker).
+
+        Raises:
+            TalkError: the voice model is not loaded (the message says why), or playback failed.
+
+        """
+        tts = self.tts
+        if tts is None:
+            reason = {LOADING: "The voice model is still loading; try again in a moment.",
+                      OFF: "Spoken replies are off; turn them on in Settings to load the "
+                           "voice model."}.get(self.states["voice"])
+            raise TalkError(reason or "The voice model is not available. Pull it in Models "
+                            "(Pocket TTS), then try again.", code="tts_not_ready")
+        import numpy as np
+
+        from engine.audio.player import play_blocking
+
+        def synthesise() -> list[Any]:
+            return list(tts.synthesize(text, voice))
+
+        chunks = (self.pipeline.gate.run(synthesise) if self.pipeline is not None
+                  else synthesise())
+        if chunks:
+            play_blocking(np.concatenate([c.samples for c in chunks]), chunks[0].rate,
+                          device=self.settings.output_device)
+
+    # -- shutting down ------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Stop everything and wait for every thread; what was shown stays stored."""
+        self._closing = True
+        self.set_hands_free(False)
+        ptt, self._ptt = self._ptt, None
+        if ptt is not None:
+            ptt.cancel()
+        if self.pipeline is not None:
+            self.pipeline.close()  # a reply being streamed is stored as cut
+        self.workers.shutdown()  # a model still loading finishes first (it cannot be cut)
+        if self.pipeline is not None:
+            self.pipeline.close()  # in case a worker started a turn meanwhile
+        if self.player is not None:
+            self.player.close()
+            self.player = None
+        self._session_store.close()
+        self.store.close()

@@ -1,0 +1,1 @@
+"""The app's dialogs: models and personas, voices, settings."""

@@ -1,0 +1,566 @@
+"""The main window: conversations, the chat, the talk button, status; renders the controller.
+
+It never runs engine work itself: the controller loads and runs things in the background and
+reports through signals, which this window turns into widget changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QComboBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QTextEdit,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.controller import FAILED, LOADING, READY, Controller
+from app.widgets.banner import Banner
+from app.widgets.chat_view import ChatView, Message
+from app.widgets.conversation_list import ConversationList
+from app.widgets.level_meter import LevelMeter
+from engine.errors import TalkError
+from engine.pipeline import events as ev
+from engine.settings import Settings
+
+STAGE_TEXT = {
+    ev.LISTENING: "Listening…",
+    ev.SPEECH_STARTED: "Hearing you…",
+    ev.SPEECH_ENDED: "Transcribing…",
+    ev.TRANSCRIPT: "Thinking…",
+    ev.REPLY_TOKEN: "Replying…",
+    ev.SPEAKING_STARTED: "Speaking…",
+}
+TIMING_LABELS = (("asr", "heard"), ("first_token", "first word"), ("first_audio", "first audio"),
+                 ("total", "total"))
+
+
+class MessageBox(QPlainTextEdit):
+    """The typing box: Enter sends, Shift+Enter starts a new line."""
+
+    submitted = Signal(str)
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        """Qt: Enter sends unless Shift is held."""
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
+                event.modifiers() & Qt.KeyboardModifier.ShiftModifier):
+            self.submitted.emit(self.toPlainText())
+            return
+        super().keyPressEvent(event)
+
+
+class MainWindow(QMainWindow):
+    """The app's window."""
+
+    def __init__(self, settings: Settings, *, controller: Controller | None = None,
+                 settings_warning: str | None = None, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Talk To Transformers")
+        self.resize(1000, 700)
+        self.controller = controller or Controller(settings, parent=self)
+        self.settings = settings
+        self._build()
+        self._connect()
+        self._space_down = False
+        QApplication.instance().installEventFilter(self)
+        self.refresh_conversations()
+        self._show_conversation(self.controller.conversation_id)
+        self.refresh_personas()
+        self.refresh_voices()
+        if settings_warning:
+            self.banner.show_message(settings_warning, "warning", "Settings")
+
+    # -- layout -------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.conversations = ConversationList(self)
+        self.persona_combo = QComboBox(self)
+        self.persona_combo.setAccessibleName("Persona")
+        self.persona_combo.setMinimumContentsLength(22)
+        self.voice_combo = QComboBox(self)
+        self.voice_combo.setAccessibleName("Voice")
+        self.voice_combo.setMinimumContentsLength(16)
+        persona_label = QLabel("&Persona:", self)
+        persona_label.setBuddy(self.persona_combo)
+        voice_label = QLabel("&Voice:", self)
+        voice_label.setBuddy(self.voice_combo)
+        self.models_button = QPushButton("&Models…", self)
+        self.voices_button = QPushButton("Voi&ces…", self)
+        self.settings_button = QPushButton("&Settings…", self)
+        top = QHBoxLayout()
+        top.addWidget(persona_label)
+        top.addWidget(self.persona_combo)
+        top.addWidget(voice_label)
+        top.addWidget(self.voice_combo)
+        top.addStretch(1)
+        for button in (self.models_button, self.voices_button, self.settings_button):
+            top.addWidget(button)
+
+        self.banner = Banner(self)
+        self.voice_note = QLabel(self)  # why replies are (not) spoken
+        self.voice_note.setWordWrap(True)
+        self.voice_note.setForegroundRole(self.voice_note.foregroundRole())
+        self.chat_view = ChatView(self)
+        self.stack = QStackedWidget(self)
+        self.stack.addWidget(self.chat_view)
+        self.first_run: Any = None
+
+        self.input = MessageBox(self)
+        self.input.setPlaceholderText("Type a message — Enter sends, Shift+Enter for a new line")
+        self.input.setAccessibleName("Message")
+        self.input.setMaximumHeight(80)
+        self.send_button = QPushButton("S&end", self)
+        input_row = QHBoxLayout()
+        input_row.addWidget(self.input, 1)
+        input_row.addWidget(self.send_button)
+
+        self.talk_button = QPushButton("🎤  Hold to talk  (Space)", self)
+        self.talk_button.setMinimumHeight(52)
+        self.talk_button.setAccessibleName("Hold to talk")
+        self.talk_button.setToolTip("Press and hold while you speak; release to send. "
+                                    "Space does the same when you are not typing.")
+        font = self.talk_button.font()
+        font.setPointSizeF(font.pointSizeF() * 1.25)
+        font.setBold(True)
+        self.talk_button.setFont(font)
+        self.hands_free_button = QPushButton("&Hands-free", self)
+        self.hands_free_button.setCheckable(True)
+        self.hands_free_button.setToolTip("Listen continuously; the voice detector hears when "
+                                          "you stop talking.")
+        self.stop_button = QPushButton("S&top", self)
+        self.stop_button.setToolTip("Stop the reply (Esc)")
+        self.stop_button.setEnabled(False)
+        self.level_meter = LevelMeter(self)
+        controls = QHBoxLayout()
+        controls.addWidget(self.talk_button, 2)
+        controls.addWidget(self.hands_free_button)
+        controls.addWidget(self.stop_button)
+        meter_box = QVBoxLayout()
+        meter_label = QLabel("Mic", self)
+        meter_box.addWidget(meter_label)
+        meter_box.addWidget(self.level_meter)
+        controls.addLayout(meter_box, 1)
+
+        right = QWidget(self)
+        column = QVBoxLayout(right)
+        column.addLayout(top)
+        column.addWidget(self.banner)
+        column.addWidget(self.voice_note)
+        column.addWidget(self.stack, 1)
+        column.addLayout(input_row)
+        column.addLayout(controls)
+        splitter = QSplitter(self)
+        splitter.addWidget(self.conversations)
+        splitter.addWidget(right)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([240, 760])
+        self.setCentralWidget(splitter)
+
+        self.stage_label = QLabel("Starting…", self)
+        self.timings_label = QLabel("", self)
+        self.load_progress = QProgressBar(self)
+        self.load_progress.setRange(0, 0)  # busy: model loading has no byte count
+        self.load_progress.setMaximumWidth(160)
+        self.load_progress.hide()
+        self.statusBar().addWidget(self.stage_label, 1)
+        self.statusBar().addPermanentWidget(self.timings_label)
+        self.statusBar().addPermanentWidget(self.load_progress)
+        self._build_menus()
+        self.setTabOrder(self.input, self.send_button)
+        self.setTabOrder(self.send_button, self.talk_button)
+
+    def _build_menus(self) -> None:
+        def action(menu, text: str, slot, shortcut: Any = None) -> QAction:
+            act = QAction(text, self)
+            if shortcut is not None:
+                act.setShortcut(QKeySequence(shortcut))
+            act.triggered.connect(slot)
+            menu.addAction(act)
+            return act
+
+        bar = self.menuBar()
+        conversation = bar.addMenu("&Conversation")
+        action(conversation, "&New conversation", self.new_conversation,
+               QKeySequence.StandardKey.New)
+        action(conversation, "&Find…", self.conversations.search_edit.setFocus,
+               QKeySequence.StandardKey.Find)
+        action(conversation, "&Stop reply", self.controller.stop_speaking, "Esc")
+        conversation.addSeparator()
+        action(conversation, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        tools = bar.addMenu("&Tools")
+        action(tools, "&Models and personas…", self.open_models, "Ctrl+M")
+        action(tools, "&Voices…", self.open_voices, "Ctrl+Shift+V")
+        action(tools, "&Settings…", self.open_settings, QKeySequence.StandardKey.Preferences)
+        help_menu = bar.addMenu("&Help")
+        action(help_menu, "&Keyboard shortcuts", self._show_shortcuts)
+
+    def _connect(self) -> None:
+        c = self.controller
+        c.event.connect(self._on_event)
+        c.error.connect(self._on_error)
+        c.part_state.connect(self._on_part_state)
+        c.session_ready.connect(self._on_session_ready)
+        c.conversations_changed.connect(self.refresh_conversations)
+        self.conversations.selected.connect(self._open_conversation)
+        self.conversations.new_requested.connect(self.new_conversation)
+        self.conversations.rename_requested.connect(self._rename_conversation)
+        self.conversations.delete_requested.connect(self._delete_conversation)
+        self.conversations.search_changed.connect(lambda _text: self.refresh_conversations())
+        self.input.submitted.connect(self.send)
+        self.send_button.clicked.connect(lambda: self.send(self.input.toPlainText()))
+        self.talk_button.pressed.connect(self.press_talk)
+        self.talk_button.released.connect(self.release_talk)
+        self.hands_free_button.toggled.connect(self._toggle_hands_free)
+        self.stop_button.clicked.connect(c.stop_speaking)
+        self.persona_combo.activated.connect(self._persona_chosen)
+        self.voice_combo.activated.connect(self._voice_chosen)
+        self.models_button.clicked.connect(self.open_models)
+        self.voices_button.clicked.connect(self.open_voices)
+        self.settings_button.clicked.connect(self.open_settings)
+
+    # -- start --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Begin loading the models (call once the window is on screen)."""
+        from engine.models.availability import any_persona_ready
+
+        if not any_persona_ready():
+            self._show_first_run()
+            return
+        self.controller.start()
+
+    def _show_first_run(self) -> None:
+        from app.first_run import FirstRunPage
+
+        if self.first_run is None:
+            self.first_run = FirstRunPage(self.controller.workers, self)
+            self.first_run.persona_ready.connect(self._first_persona_ready)
+            self.stack.addWidget(self.first_run)
+        self.stack.setCurrentWidget(self.first_run)
+        self.stage_label.setText("No persona model yet: download one or pick a folder.")
+
+    def _first_persona_ready(self, persona_id: str) -> None:
+        self.stack.setCurrentWidget(self.chat_view)
+        self._save_settings(self.settings.replace(persona=persona_id))
+        self.refresh_personas()
+        self.controller.start()
+
+    # -- lists --------------------------------------------------------------------------------
+    def refresh_conversations(self) -> None:
+        """Reload the conversation list (filtered by the search box)."""
+        if self.controller.closed:
+            return
+        text = self.conversations.search_edit.text().strip()
+        store = self.controller.store
+        found = store.search(text) if text else store.conversations()
+        self.conversations.set_conversations(found, self.controller.conversation_id)
+
+    def refresh_personas(self) -> None:
+        """Reload the persona selector."""
+        from engine.models.registry import list_personas
+
+        personas, _problems = list_personas()
+        current = self.controller.persona.id if self.controller.persona else self.settings.persona
+        self.persona_combo.clear()
+        for persona in personas:
+            self.persona_combo.addItem(persona.label, persona.id)
+        index = self.persona_combo.findData(current)
+        if index >= 0:
+            self.persona_combo.setCurrentIndex(index)
+
+    def refresh_voices(self) -> None:
+        """Reload the voice selector."""
+        from engine.voices.store import list_voices
+
+        voices, _problems = list_voices()
+        self.voice_combo.clear()
+        self.voice_combo.addItem("Model's own voice", None)
+        for voice in voices:
+            self.voice_combo.addItem(voice.name + (" (flagged)" if voice.flagged else ""),
+                                     voice.name)
+        index = self.voice_combo.findData(self.settings.voice)
+        self.voice_combo.setCurrentIndex(max(0, index))
+        if self.settings.voice and index < 0:  # the saved voice was deleted or renamed
+            self._save_settings(self.settings.replace(voice=None))
+        self.controller.set_voice(self.voice_combo.currentData())
+
+    # -- conversations ------------------------------------------------------------------------
+    def _show_conversation(self, conversation_id: int | None) -> None:
+        messages = []
+        if conversation_id is not None:
+            messages = [Message(t.role, t.text, t.created, t.status)
+                        for t in self.controller.store.turns(conversation_id)]
+        self.chat_view.set_messages(messages)
+
+    def _open_conversation(self, conversation_id: int) -> None:
+        if conversation_id == self.controller.conversation_id:
+            return
+        self.controller.open_conversation(conversation_id)
+        self._show_conversation(conversation_id)
+
+    def new_conversation(self) -> None:
+        """Start a new conversation."""
+        self.controller.new_conversation()
+        self.chat_view.clear_messages()
+        self.refresh_conversations()
+        self.input.setFocus()
+
+    def _rename_conversation(self, conversation_id: int) -> None:
+        current = next((c.title for c in self.controller.store.conversations()
+                        if c.id == conversation_id), "")
+        title, ok = QInputDialog.getText(self, "Rename conversation", "Title:",
+                                         QLineEdit.EchoMode.Normal, current)
+        if ok and title.strip():
+            self.controller.store.rename(conversation_id, title.strip()[:200])
+            self.refresh_conversations()
+
+    def _delete_conversation(self, conversation_id: int) -> None:
+        answer = QMessageBox.question(self, "Delete conversation",
+                                      "Delete this conversation and all its turns?")
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        was_open = conversation_id == self.controller.conversation_id
+        self.controller.delete_conversation(conversation_id)
+        if was_open:
+            self.chat_view.clear_messages()
+        self.refresh_conversations()
+
+    # -- turns --------------------------------------------------------------------------------
+    def send(self, text: str) -> None:
+        """Send the typed message; the box keeps it if it could not be sent."""
+        if not text.strip():
+            return
+        if self.controller.send_text(text):
+            self.input.clear()
+
+    def press_talk(self) -> None:
+        """Talk button or Space went down."""
+        if self.controller.press_talk():
+            self.talk_button.setText("🔴  Listening… release to send")
+
+    def release_talk(self) -> None:
+        """Talk button or Space came up."""
+        self.talk_button.setText("🎤  Hold to talk  (Space)")
+        if self.controller.talking:
+            self.controller.release_talk()
+            self.stage_label.setText("Transcribing…")
+        self.level_meter.reset()
+
+    def _toggle_hands_free(self, on: bool) -> None:
+        active = self.controller.set_hands_free(on)
+        if active != on:
+            self.hands_free_button.setChecked(active)
+        self.talk_button.setEnabled(not active)
+        if not active:
+            self.level_meter.reset()
+            self.stage_label.setText("Ready")
+
+    def _on_event(self, event) -> None:
+        if self.controller.closed:
+            return
+        kind, data = event.type, event.data
+        if kind == ev.LEVEL:
+            self.level_meter.set_level(data.get("dbfs", -60.0))
+            return
+        if kind in STAGE_TEXT:
+            self.stage_label.setText(STAGE_TEXT[kind])
+        if kind == ev.TURN_STARTED:
+            if self.chat_view.streaming:  # an interrupted reply whose end we have not seen
+                self.chat_view.end_reply(cut=True)
+            if not data.get("spoken"):
+                self.chat_view.add_message(Message("user", data.get("text", ""), _now()))
+                self.stage_label.setText("Thinking…")
+            self.stop_button.setEnabled(True)
+        elif kind == ev.TRANSCRIPT:
+            self.chat_view.add_message(Message("user", data.get("text", ""), _now()))
+        elif kind == ev.REPLY_TOKEN:
+            self.chat_view.append_reply(data.get("text", ""))
+        elif kind == ev.REPLY_DONE:
+            self.chat_view.end_reply(cut=bool(data.get("cut")))
+        elif kind == ev.TURN_DONE:
+            last = self.chat_view.messages[-1] if self.chat_view.messages else None
+            if data.get("cut") and last is not None and last.role == "assistant" and (
+                    last.text != data.get("reply", last.text)):
+                # A spoken reply is kept as what the voice said before it was cut.
+                last.text = data.get("reply", "")
+                self.chat_view.set_messages(list(self.chat_view.messages))
+            self.stop_button.setEnabled(False)
+            self.stage_label.setText("Listening…" if self.controller.hands_free else "Ready")
+            self.timings_label.setText(_timings_text(data.get("timings", {})))
+        elif kind == ev.ERROR:
+            self.chat_view.end_reply(failed=True)
+            self.stop_button.setEnabled(False)
+            stage = {"transcribe": "Speech recognition", "chat": "Reply",
+                     "tts": "Voice"}.get(data.get("stage", ""), "Error")
+            err = TalkError(data.get("message", "Something went wrong."), hint=data.get("hint"),
+                            code=data.get("code"))
+            self.banner.show_message(err, "warning" if stage == "Voice" else "error", stage)
+            self.stage_label.setText("Ready")
+        elif kind == ev.CANCELLED:
+            self.stage_label.setText(f"Stopped ({data.get('reason', 'interrupted')}).")
+
+    def _on_error(self, where: str, err: TalkError) -> None:
+        self.banner.show_message(err, "error", where)
+        if where in ("Microphone", "Talk", "Hands-free"):
+            self.level_meter.reset()
+            self.talk_button.setText("🎤  Hold to talk  (Space)")
+            if self.hands_free_button.isChecked() and not self.controller.hands_free:
+                self.hands_free_button.setChecked(False)
+
+    def _on_part_state(self, part: str, state: str, text: str) -> None:
+        loading = [p for p, s in self.controller.states.items() if s == LOADING]
+        self.load_progress.setVisible(bool(loading))
+        if part == "voice":
+            self.voice_note.setText(text)
+            self.voice_note.setVisible(state != READY)
+        if state == LOADING:
+            self.stage_label.setText(text)
+        elif state == READY and part == "chat":
+            self.stage_label.setText("Ready")
+            self.chat_view.assistant_name = self.controller.persona.label
+        elif state == FAILED and part == "chat":
+            self.stage_label.setText("No persona loaded — see the message above.")
+        if not loading and self.controller.ready and self.stage_label.text().startswith("Load"):
+            self.stage_label.setText("Ready")
+
+    def _on_session_ready(self, conversation_id: int) -> None:
+        if self.controller.closed:
+            return
+        self.refresh_conversations()
+        if not self.chat_view.messages:
+            self._show_conversation(conversation_id)
+
+    # -- persona and voice --------------------------------------------------------------------
+    def _persona_chosen(self, index: int) -> None:
+        persona_id = self.persona_combo.itemData(index)
+        if persona_id and (self.controller.persona is None
+                           or persona_id != self.controller.persona.id):
+            self.controller.load_persona(persona_id)
+            self._save_settings(self.settings.replace(persona=persona_id))
+
+    def _voice_chosen(self, index: int) -> None:
+        name = self.voice_combo.itemData(index)
+        self.controller.set_voice(name)
+        self._save_settings(self.settings.replace(voice=name))
+        if self.controller.states["voice"] == READY:
+            who = f"the voice {name}" if name else "the model's own voice"
+            self.voice_note.setText(f"Replies are spoken in {who}.")
+
+    def _save_settings(self, settings: Settings) -> None:
+        from engine import settings as settings_file
+
+        self.settings = settings
+        self.controller.settings = settings
+        try:
+            settings_file.save(settings)
+        except TalkError as err:
+            self.banner.show_message(err, "error", "Settings")
+
+    # -- dialogs ------------------------------------------------------------------------------
+    def open_models(self) -> None:
+        """Show the models and personas dialog."""
+        from app.dialogs.models_dialog import ModelsDialog
+
+        dialog = ModelsDialog(self.controller.workers, self)
+        dialog.personas_changed.connect(self.refresh_personas)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        self.models_dialog = dialog
+
+    def open_voices(self) -> None:
+        """Show the voices dialog."""
+        from app.dialogs.voices_dialog import VoicesDialog
+
+        dialog = VoicesDialog(self.controller.workers,
+                              microphone_factory=lambda: self.controller.backends.microphone(
+                                  self.controller.settings),
+                              preview=self.controller.preview_voice, parent=self)
+        dialog.voices_changed.connect(self.refresh_voices)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        self.voices_dialog = dialog
+
+    def open_settings(self) -> None:
+        """Show the settings dialog; saved settings apply at once."""
+        from app.dialogs.settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(self.settings, self.controller.workers, parent=self)
+        dialog.settings_saved.connect(self._settings_saved)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        self.settings_dialog = dialog
+
+    def _settings_saved(self, settings: Settings) -> None:
+        self.settings = settings
+        self.controller.apply_settings(settings)
+
+    def _show_shortcuts(self) -> None:
+        QMessageBox.information(self, "Keyboard shortcuts", (
+            "Space (when not typing) — hold to talk\n"
+            "Enter — send · Shift+Enter — new line\n"
+            "Esc — stop the reply\n"
+            "Ctrl+N — new conversation · Ctrl+F — search\n"
+            "Ctrl+M — models · Ctrl+Shift+V — voices · Ctrl+, — settings\n"
+            "Ctrl+Q — quit"))
+
+    # -- hold-to-talk key ---------------------------------------------------------------------
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        """Space held anywhere in this window, except while typing, is the talk key."""
+        kind = event.type()
+        if kind not in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease):
+            return False
+        if event.key() != Qt.Key.Key_Space or not self.isActiveWindow():
+            return False
+        focus = QApplication.focusWidget()
+        typing = isinstance(focus, (QLineEdit, QPlainTextEdit)) or (
+            isinstance(focus, QTextEdit) and not focus.isReadOnly())
+        if typing or (focus is not None and focus.window() is not self):
+            return False
+        if event.isAutoRepeat():
+            return True
+        if kind == QEvent.Type.KeyPress and not self._space_down:
+            self._space_down = True
+            self.talk_button.setDown(True)
+            self.press_talk()
+        elif kind == QEvent.Type.KeyRelease and self._space_down:
+            self._space_down = False
+            self.talk_button.setDown(False)
+            self.release_talk()
+        return True
+
+    # -- closing ------------------------------------------------------------------------------
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
+        """Stop listening, stop the reply (kept as cut), wait for every thread."""
+        QApplication.instance().removeEventFilter(self)
+        self.hide()
+        self.controller.shutdown()
+        event.accept()
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+def _timings_text(timings: dict[str, float]) -> str:
+    parts = [f"{label} {timings[key]:.2f} s" for key, label in TIMING_LABELS if key in timings]
+    return "Last turn: " + " · ".join(parts) if parts else ""
+
+
+def schedule(fn, delay_ms: int = 0) -> None:
+    """Run ``fn`` on the GUI thread after the current event (used to start after showing)."""
+    QTimer.singleShot(delay_ms, fn)

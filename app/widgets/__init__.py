@@ -1,0 +1,1 @@
+"""Reusable widgets: they take plain data and emit signals; none of them runs engine work."""

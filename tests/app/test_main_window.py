@@ -1,0 +1,325 @@
+"""The main window end to end: typed and spoken turns through the real engine, in pytest-qt.
+
+The chat models are real (the tiny DialoGPT fixture, and the SmolLM2 starter in a slow test),
+speech recognition is the bundled Whisper tiny.en, and a recording stands in for the microphone
+(``FileMicrophone``) except in the one test that goes through the PulseAudio virtual microphone.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from PySide6.QtCore import Qt
+
+from app.backends import EngineBackends
+from app.controller import Controller
+from app.main_window import MainWindow
+from engine.audio.filesource import FileMicrophone
+from engine.errors import TalkError
+from engine.pipeline import events as ev
+from engine.settings import Settings
+from engine.store import ConversationStore
+from tests.fakes import FakeChat, FakePlayer, FakeTTS
+from tests.speech import SENTENCES, speech_array, word_error_rate
+
+QUESTION = "What is the capital of France?"
+SPOKEN = SENTENCES[1]  # tiny.en hears this espeak sentence reliably
+
+
+class Backends(EngineBackends):
+    """The real parts, except those a test swaps in."""
+
+    def __init__(self, *, microphone=None, chat=None, voice_output=None):
+        self._microphone, self._chat, self._voice_output = microphone, chat, voice_output
+
+    def microphone(self, settings):
+        if self._microphone is None:
+            return super().microphone(settings)
+        if isinstance(self._microphone, Exception):
+            raise self._microphone
+        return self._microphone()
+
+    def chat(self, persona, settings):
+        return self._chat if self._chat is not None else super().chat(persona, settings)
+
+    def voice_output(self, settings):
+        if self._voice_output is None:
+            return super().voice_output(settings)
+        return self._voice_output()
+
+
+def open_window(qtbot, settings, backends=None, *, wait_for=("chat", "asr")):
+    controller = Controller(settings, backends=backends or Backends())
+    window = MainWindow(settings, controller=controller)
+    qtbot.addWidget(window)
+    events: list = []
+    controller.event.connect(events.append)
+    window.show()
+    window.start()
+    qtbot.waitUntil(lambda: all(controller.states[p] in ("ready", "failed") for p in wait_for),
+                    timeout=120000)
+    assert all(controller.states[p] == "ready" for p in wait_for), window.banner.plain_text()
+    return window, events
+
+
+def close(window):
+    window.close()
+
+
+def turn_done(events, count=1):
+    return lambda: sum(e.type == ev.TURN_DONE for e in events) >= count
+
+
+def test_typed_chat_streams_is_stored_and_survives_reopening(qtbot, app_data, tiny_persona_dir):
+    settings = Settings(persona=str(tiny_persona_dir), speak_replies=False)
+    window, events = open_window(qtbot, settings)
+    window.input.setFocus()
+    qtbot.keyClicks(window.input, "hello there")
+    qtbot.keyClick(window.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClicks(window.input, "second line")
+    assert window.input.toPlainText() == "hello there\nsecond line"  # Shift+Enter: a new line
+    qtbot.keyClick(window.input, Qt.Key.Key_Return)  # Enter sends
+    qtbot.waitUntil(turn_done(events), timeout=60000)
+    assert window.input.toPlainText() == ""
+    tokens = [e for e in events if e.type == ev.REPLY_TOKEN]
+    assert tokens, "the reply streamed in pieces"
+    shown = [(m.role, m.text, m.status) for m in window.chat_view.messages]
+    assert shown[0] == ("user", "hello there\nsecond line", "done")
+    assert shown[1][0] == "assistant" and shown[1][1] and shown[1][2] == "done"
+    assert window.chat_view.toPlainText().count("hello there") == 1
+    conversation = window.controller.conversation_id
+    close(window)
+
+    store = ConversationStore(app_data / "conversations.sqlite3")
+    stored = [(t.role, t.text) for t in store.turns(conversation)]
+    store.close()
+    assert stored == [(role, text) for role, text, _ in shown]
+    again, _ = open_window(qtbot, settings)
+    assert [(m.role, m.text) for m in again.chat_view.messages] == stored
+    assert again.conversations.current_id() == conversation
+    close(again)
+
+
+@pytest.mark.slow
+def test_typed_chat_with_the_real_starter_persona(qtbot, app_data):
+    window, events = open_window(qtbot, Settings(persona="starter", speak_replies=False),
+                                 wait_for=("chat",))
+    window.send(QUESTION)
+    qtbot.waitUntil(turn_done(events), timeout=120000)
+    reply = window.chat_view.messages[-1]
+    assert reply.role == "assistant" and "Paris" in reply.text
+    assert "Paris" in window.chat_view.toPlainText()
+    assert window.timings_label.text().startswith("Last turn:")
+    close(window)
+
+
+def test_push_to_talk_with_a_recording_speaks_the_reply(qtbot, app_data, tiny_persona_dir,
+                                                         tmp_path):
+    audio = speech_array(SPOKEN, tmp_path)
+    mic = FileMicrophone(audio, speed=4.0)
+    player = FakePlayer(speed=20.0)
+    backends = Backends(microphone=lambda: mic, voice_output=lambda: (FakeTTS(), player))
+    settings = Settings(persona=str(tiny_persona_dir))
+    window, events = open_window(qtbot, settings, backends, wait_for=("chat", "asr", "voice"))
+    qtbot.mousePress(window.talk_button, Qt.MouseButton.LeftButton)
+    assert window.controller.talking and mic.started == 1
+    qtbot.waitUntil(lambda: any(e.type == ev.LEVEL and e.data["dbfs"] > -40 for e in events))
+    qtbot.wait(int(len(audio) / 16000 / 4.0 * 1000) + 300)  # the whole question "said"
+    qtbot.mouseRelease(window.talk_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(turn_done(events), timeout=60000)
+    kinds = [e.type for e in events if e.type not in (ev.LEVEL, ev.REPLY_TOKEN)]
+    assert kinds[:4] == [ev.LISTENING, ev.SPEECH_ENDED, ev.TURN_STARTED, ev.TRANSCRIPT]
+    assert kinds[-1] == ev.TURN_DONE and ev.REPLY_DONE in kinds
+    transcript = next(e.data["text"] for e in events if e.type == ev.TRANSCRIPT)
+    assert word_error_rate(SPOKEN, transcript) <= 0.35, transcript
+    assert window.chat_view.messages[0].text == transcript
+    assert window.chat_view.messages[1].role == "assistant"
+    # The random tiny model's reply has no sentence end; the tail is still spoken at the end.
+    assert ev.SPEAKING_STARTED in kinds and player.played
+    assert "first audio" in window.timings_label.text()
+    close(window)
+    player.close()
+
+
+@pytest.mark.audio
+def test_push_to_talk_through_the_virtual_microphone(qtbot, app_data, tiny_persona_dir, pulse,
+                                                      tmp_path):
+    from tests.speech import speak
+
+    wav = speak(SPOKEN, tmp_path, rate=48000, channels=2)
+    window, events = open_window(qtbot, Settings(persona=str(tiny_persona_dir),
+                                                 speak_replies=False))
+    window.chat_view.setFocus()
+    qtbot.keyPress(window, Qt.Key.Key_Space)  # the hold-to-talk key, outside the text box
+    assert window.controller.talking
+    time.sleep(0.3)
+    pulse.play(wav).wait(timeout=30)
+    time.sleep(0.3)
+    qtbot.keyRelease(window, Qt.Key.Key_Space)
+    qtbot.waitUntil(turn_done(events), timeout=60000)
+    transcript = next(e.data["text"] for e in events if e.type == ev.TRANSCRIPT)
+    assert word_error_rate(SPOKEN, transcript) <= 0.35, transcript
+    assert max(e.data["dbfs"] for e in events if e.type == ev.LEVEL) > -40
+    close(window)
+
+
+def test_space_types_in_the_text_box_but_talks_elsewhere(qtbot, app_data, tiny_persona_dir,
+                                                         tmp_path):
+    mic = FileMicrophone(speech_array("Hello.", tmp_path), speed=4.0)
+    window, events = open_window(qtbot, Settings(persona=str(tiny_persona_dir),
+                                                 speak_replies=False), Backends(microphone=lambda: mic))
+    window.activateWindow()
+    window.input.setFocus()
+    qtbot.keyClick(window.input, Qt.Key.Key_Space)
+    assert window.input.toPlainText() == " " and not window.controller.talking
+    window.chat_view.setFocus()
+    qtbot.keyPress(window.chat_view, Qt.Key.Key_Space)
+    assert window.controller.talking
+    qtbot.wait(700)
+    qtbot.keyRelease(window.chat_view, Qt.Key.Key_Space)
+    assert not window.controller.talking
+    qtbot.waitUntil(turn_done(events), timeout=60000)
+    close(window)
+
+
+def test_hands_free_hears_an_utterance_and_answers(qtbot, app_data, tiny_persona_dir, tmp_path):
+    import numpy as np
+
+    audio = np.concatenate([np.zeros(8000, np.float32), speech_array(SPOKEN, tmp_path)])
+    mic = FileMicrophone(audio, speed=2.0)
+    window, events = open_window(qtbot, Settings(persona=str(tiny_persona_dir),
+                                                 speak_replies=False), Backends(microphone=lambda: mic))
+    qtbot.mouseClick(window.hands_free_button, Qt.MouseButton.LeftButton)
+    assert window.controller.hands_free and not window.talk_button.isEnabled()
+    qtbot.waitUntil(turn_done(events), timeout=60000)
+    kinds = [e.type for e in events if e.type not in (ev.LEVEL, ev.REPLY_TOKEN)]
+    assert kinds[:3] == [ev.LISTENING, ev.SPEECH_STARTED, ev.SPEECH_ENDED]
+    heard = next(e.data["text"] for e in events if e.type == ev.TRANSCRIPT)
+    assert word_error_rate(SPOKEN, heard) <= 0.35, heard
+    qtbot.mouseClick(window.hands_free_button, Qt.MouseButton.LeftButton)
+    assert not window.controller.hands_free and window.talk_button.isEnabled()
+    close(window)
+
+
+def test_closing_mid_reply_keeps_what_was_shown(qtbot, app_data):
+    slow = FakeChat(*[f"word{i} " for i in range(200)], delay=0.05)
+    window, events = open_window(qtbot, Settings(speak_replies=False), Backends(chat=slow),
+                                 wait_for=("chat",))
+    window.send("tell me a long story")
+    qtbot.waitUntil(lambda: len(window.chat_view.messages) == 2
+                    and len(window.chat_view.messages[1].text) > 20)
+    conversation = window.controller.conversation_id
+    started = time.monotonic()
+    close(window)
+    assert time.monotonic() - started < 10
+    store = ConversationStore(app_data / "conversations.sqlite3")
+    turns = store.turns(conversation)
+    store.close()
+    shown = window.chat_view.messages[1].text
+    assert turns[1].status == "cut"
+    assert turns[1].text.startswith(shown.strip()[:20])  # nothing shown is lost
+
+
+def test_engine_errors_show_in_the_window_and_it_keeps_working(qtbot, app_data, tmp_path):
+    from engine.audio.capture import CaptureError
+
+    flaky = FakeChat("Fine", " thanks.", fail_after=1)
+    no_mic = CaptureError("No microphone found: there is no default input device.",
+                          hint="Plug in a microphone.", code="no_microphone")
+    window, events = open_window(qtbot, Settings(speak_replies=False),
+                                 Backends(chat=flaky, microphone=no_mic))
+    window.send("hi")
+    qtbot.waitUntil(lambda: any(e.type == ev.ERROR for e in events))
+    assert "Reply:" in window.banner.plain_text() and "fell over" in window.banner.plain_text()
+    qtbot.mousePress(window.talk_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseRelease(window.talk_button, Qt.MouseButton.LeftButton)
+    assert "No microphone found" in window.banner.plain_text()
+    flaky.fail_after = None
+    window.send("again")
+    qtbot.waitUntil(turn_done(events), timeout=20000)
+    assert window.chat_view.messages[-1].text == "Fine thanks."
+    close(window)
+
+
+def test_a_persona_that_fails_to_load_is_reported(qtbot, app_data, tmp_path):
+    bad = tmp_path / "broken"
+    bad.mkdir()
+    (bad / "persona.json").write_text('{"name": "Broken"}')
+    controller = Controller(Settings(persona=str(bad), speak_replies=False))
+    window = MainWindow(controller.settings, controller=controller)
+    qtbot.addWidget(window)
+    window.controller.start()
+    qtbot.waitUntil(lambda: controller.states["chat"] == "failed", timeout=30000)
+    assert "Broken" in window.banner.plain_text() or "persona" in window.banner.plain_text()
+    window.send("hello")
+    assert "persona" in window.banner.plain_text().lower()
+    qtbot.waitUntil(lambda: controller.states["asr"] in ("ready", "failed"), timeout=60000)
+    close(window)
+
+
+def test_conversation_list_new_rename_search_delete(qtbot, app_data, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog, QMessageBox
+
+    chat = FakeChat("Sure.")
+    window, events = open_window(qtbot, Settings(speak_replies=False), Backends(chat=chat),
+                                 wait_for=("chat",))
+    window.send("talk about bicycles")
+    qtbot.waitUntil(turn_done(events))
+    first = window.controller.conversation_id
+    qtbot.mouseClick(window.conversations.new_button, Qt.MouseButton.LeftButton)
+    window.send("talk about boats")
+    qtbot.waitUntil(turn_done(events, 2))
+    second = window.controller.conversation_id
+    assert first != second and set(window.conversations.ids()) >= {first, second}
+    assert [m.text for m in window.chat_view.messages] == ["talk about boats", "Sure."]
+    window.conversations.search_edit.setText("bicycles")
+    assert window.conversations.ids() == [first]
+    window.conversations.list.setCurrentRow(0)  # open it: its history is shown
+    assert window.controller.conversation_id == first
+    assert window.chat_view.messages[0].text == "talk about bicycles"
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Cycling", True))
+    qtbot.mouseClick(window.conversations.rename_button, Qt.MouseButton.LeftButton)
+    assert "Cycling" in window.conversations.list.item(0).text()
+    window.conversations.search_edit.setText("")
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda *a, **k: QMessageBox.StandardButton.Yes)
+    qtbot.mouseClick(window.conversations.delete_button, Qt.MouseButton.LeftButton)
+    assert first not in window.conversations.ids()
+    assert window.controller.conversation_id not in (first, None)
+    assert window.chat_view.messages == []
+    close(window)
+
+
+def test_stop_button_cuts_the_reply(qtbot, app_data):
+    slow = FakeChat(*[f"w{i} " for i in range(100)], delay=0.05)
+    window, events = open_window(qtbot, Settings(speak_replies=False), Backends(chat=slow),
+                                 wait_for=("chat",))
+    window.send("go on")
+    qtbot.waitUntil(lambda: window.stop_button.isEnabled()
+                    and any(e.type == ev.REPLY_TOKEN for e in events))
+    qtbot.mouseClick(window.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(turn_done(events))
+    assert window.chat_view.messages[-1].status == "cut"
+    assert "[interrupted]" in window.chat_view.toPlainText()
+    assert not window.stop_button.isEnabled()
+    close(window)
+
+
+def test_not_ready_yet_is_said_not_silent(qtbot, app_data):
+    class NeverLoads(Backends):
+        def chat(self, persona, settings):
+            time.sleep(1.0)
+            raise TalkError("The test persona refuses to load.", code="model_load_failed")
+
+    controller = Controller(Settings(speak_replies=False), backends=NeverLoads())
+    window = MainWindow(controller.settings, controller=controller)
+    qtbot.addWidget(window)
+    window.controller.start()
+    window.send("too early")
+    assert "still loading" in window.banner.plain_text()
+    assert window.input.toPlainText() == ""  # send() was called directly, the box untouched
+    qtbot.waitUntil(lambda: controller.states["chat"] == "failed", timeout=30000)
+    assert "refuses to load" in window.banner.plain_text()
+    qtbot.waitUntil(lambda: controller.states["asr"] in ("ready", "failed"), timeout=60000)
+    close(window)
