@@ -167,8 +167,8 @@ def test_push_to_talk_through_the_virtual_microphone(qtbot, app_data, tiny_perso
 def test_space_types_in_the_text_box_but_talks_elsewhere(qtbot, app_data, tiny_persona_dir,
                                                          tmp_path):
     mic = FileMicrophone(speech_array("Hello.", tmp_path), speed=4.0)
-    window, events = open_window(qtbot, Settings(persona=str(tiny_persona_dir),
-                                                 speak_replies=False), Backends(microphone=lambda: mic))
+    settings = Settings(persona=str(tiny_persona_dir), speak_replies=False)
+    window, events = open_window(qtbot, settings, Backends(microphone=lambda: mic))
     window.activateWindow()
     window.input.setFocus()
     qtbot.keyClick(window.input, Qt.Key.Key_Space)
@@ -188,8 +188,8 @@ def test_hands_free_hears_an_utterance_and_answers(qtbot, app_data, tiny_persona
 
     audio = np.concatenate([np.zeros(8000, np.float32), speech_array(SPOKEN, tmp_path)])
     mic = FileMicrophone(audio, speed=2.0)
-    window, events = open_window(qtbot, Settings(persona=str(tiny_persona_dir),
-                                                 speak_replies=False), Backends(microphone=lambda: mic))
+    settings = Settings(persona=str(tiny_persona_dir), speak_replies=False)
+    window, events = open_window(qtbot, settings, Backends(microphone=lambda: mic))
     qtbot.mouseClick(window.hands_free_button, Qt.MouseButton.LeftButton)
     assert window.controller.hands_free and not window.talk_button.isEnabled()
     qtbot.waitUntil(turn_done(events), timeout=60000)
