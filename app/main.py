@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def report(what: str) -> None:
         if args.report_startup:
-            print(f"{what} {time.perf_counter() - STARTED:.3f}", flush=True)
+            heavy = "torch" in sys.modules  # must stay False until the window is shown
+            print(f"{what} {time.perf_counter() - STARTED:.3f} torch={heavy}", flush=True)
 
     class _Exposed(QObject):
         def eventFilter(self, watched, event) -> bool:  # noqa: N802 (Qt's name)
