@@ -164,8 +164,11 @@ class Controller(QObject):
             if generation != self._loads["voice"] or self._closing:
                 return
             # Not an error the person caused: say plainly that replies stay text, and why.
+            hint = err.hint
+            if err.code == "model_missing":  # the engine's hint names the CLI command
+                hint = "Download it in Models (Ctrl+M): Pocket TTS, about 450 MB."
             self._set_state("voice", FAILED, f"Replies are text only: {err.message}"
-                            + (f" {err.hint}" if err.hint else ""))
+                            + (f" {hint}" if hint else ""))
 
         self.workers.run(self.backends.voice_output, self.settings, name="load voice model",
                          on_done=loaded, on_error=failed)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
@@ -46,6 +46,7 @@ STAGE_TEXT = {
     ev.REPLY_TOKEN: "Replying…",
     ev.SPEAKING_STARTED: "Speaking…",
 }
+TALK_TEXT = "Hold to talk  (Space)"
 TIMING_LABELS = (("asr", "heard"), ("first_token", "first word"), ("first_audio", "first audio"),
                  ("total", "total"))
 
@@ -128,7 +129,9 @@ class MainWindow(QMainWindow):
         input_row.addWidget(self.input, 1)
         input_row.addWidget(self.send_button)
 
-        self.talk_button = QPushButton("🎤  Hold to talk  (Space)", self)
+        self.talk_button = QPushButton(TALK_TEXT, self)
+        self.talk_button.setIcon(_icon("microphone"))
+        self.talk_button.setIconSize(QSize(28, 28))
         self.talk_button.setMinimumHeight(52)
         self.talk_button.setAccessibleName("Hold to talk")
         self.talk_button.setToolTip("Press and hold while you speak; release to send. "
@@ -155,14 +158,18 @@ class MainWindow(QMainWindow):
         meter_box.addWidget(self.level_meter)
         controls.addLayout(meter_box, 1)
 
+        self.composer = QWidget(self)  # hidden while there is no persona to talk to
+        composer = QVBoxLayout(self.composer)
+        composer.setContentsMargins(0, 0, 0, 0)
+        composer.addLayout(input_row)
+        composer.addLayout(controls)
         right = QWidget(self)
         column = QVBoxLayout(right)
         column.addLayout(top)
         column.addWidget(self.banner)
         column.addWidget(self.voice_note)
         column.addWidget(self.stack, 1)
-        column.addLayout(input_row)
-        column.addLayout(controls)
+        column.addWidget(self.composer)
         splitter = QSplitter(self)
         splitter.addWidget(self.conversations)
         splitter.addWidget(right)
@@ -250,10 +257,12 @@ class MainWindow(QMainWindow):
             self.first_run.persona_ready.connect(self._first_persona_ready)
             self.stack.addWidget(self.first_run)
         self.stack.setCurrentWidget(self.first_run)
+        self.composer.hide()
         self.stage_label.setText("No persona model yet: download one or pick a folder.")
 
     def _first_persona_ready(self, persona_id: str) -> None:
         self.stack.setCurrentWidget(self.chat_view)
+        self.composer.show()
         self._save_settings(self.settings.replace(persona=persona_id))
         self.refresh_personas()
         self.controller.start()
@@ -349,11 +358,13 @@ class MainWindow(QMainWindow):
     def press_talk(self) -> None:
         """Talk button or Space went down."""
         if self.controller.press_talk():
-            self.talk_button.setText("🔴  Listening… release to send")
+            self.talk_button.setText("Listening… release to send")
+            self.talk_button.setIcon(_icon("recording"))
 
     def release_talk(self) -> None:
         """Talk button or Space came up."""
-        self.talk_button.setText("🎤  Hold to talk  (Space)")
+        self.talk_button.setText(TALK_TEXT)
+        self.talk_button.setIcon(_icon("microphone"))
         if self.controller.talking:
             self.controller.release_talk()
             self.stage_label.setText("Transcribing…")
@@ -416,7 +427,8 @@ class MainWindow(QMainWindow):
         self.banner.show_message(err, "error", where)
         if where in ("Microphone", "Talk", "Hands-free"):
             self.level_meter.reset()
-            self.talk_button.setText("🎤  Hold to talk  (Space)")
+            self.talk_button.setText(TALK_TEXT)
+            self.talk_button.setIcon(_icon("microphone"))
             if self.hands_free_button.isChecked() and not self.controller.hands_free:
                 self.hands_free_button.setChecked(False)
 
@@ -548,6 +560,12 @@ class MainWindow(QMainWindow):
         self.hide()
         self.controller.shutdown()
         event.accept()
+
+
+def _icon(name: str) -> QIcon:
+    from engine import paths
+
+    return QIcon(str(paths.resources_dir() / "icons" / f"{name}.svg"))
 
 
 def _now() -> float:

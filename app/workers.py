@@ -86,13 +86,19 @@ class WorkerPool(QObject):
         return worker
 
     def run(self, fn: Callable[..., Any], *args: Any, on_done: Callable[[Any], None] | None = None,
-            on_error: Callable[[TalkError], None] | None = None, **kwargs: Any) -> Worker:
-        """Shorthand: a worker for ``fn`` with success and failure callbacks."""
+            on_error: Callable[[TalkError], None] | None = None,
+            on_progress: Callable[[Any], None] | None = None,
+            on_finally: Callable[[], None] | None = None, **kwargs: Any) -> Worker:
+        """Shorthand: a worker for ``fn`` with its callbacks, connected before it starts.
+
+        (Connecting to the returned worker's signals afterwards can miss a quick job's.)
+        """
         worker = Worker(fn, *args, **kwargs)
-        if on_done is not None:
-            worker.signals.finished.connect(on_done)
-        if on_error is not None:
-            worker.signals.failed.connect(on_error)
+        for signal, slot in ((worker.signals.finished, on_done), (worker.signals.failed, on_error),
+                             (worker.signals.progress, on_progress),
+                             (worker.signals.done, on_finally)):
+            if slot is not None:
+                signal.connect(slot)
         return self.start(worker)
 
     def shutdown(self, timeout_ms: int = 30000) -> bool:

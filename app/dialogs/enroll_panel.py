@@ -353,9 +353,8 @@ class EnrollPanel(QGroupBox):
         self._record_name = self.name_edit.text().strip()
         self._recorder = self.workers.run(
             record_sample, self.microphone_factory, seconds, name="recording",
-            with_progress=True, with_cancel=True,
+            with_progress=True, with_cancel=True, on_progress=self._record_progress,
             on_done=self._recorded, on_error=self._record_failed)
-        self._recorder.signals.progress.connect(self._record_progress)
 
     def _record_progress(self, update: tuple[float, float]) -> None:
         level, recorded = update

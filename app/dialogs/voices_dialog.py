@@ -266,10 +266,9 @@ class VoicesDialog(QDialog):
         self._previewing = True
         self._update_buttons()
         self.preview_button.setText("Playing…")
-        worker = self.workers.run(self.preview, voice, PREVIEW_TEXT, name="preview",
-                                  on_done=lambda _: self._previewed(voice),
-                                  on_error=self._preview_failed)
-        worker.signals.done.connect(self._preview_over)
+        self.workers.run(self.preview, voice, PREVIEW_TEXT, name="preview",
+                         on_done=lambda _: self._previewed(voice),
+                         on_error=self._preview_failed, on_finally=self._preview_over)
 
     def _previewed(self, voice: store.Voice) -> None:
         self.refresh()  # the preview may have scored the clone's similarity

@@ -34,6 +34,8 @@ class ConversationList(QWidget):
         self.search_edit.textChanged.connect(self.search_changed)
         self.list = QListWidget(self)
         self.list.setAccessibleName("Conversations")
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.list.currentItemChanged.connect(self._current_changed)
         self.new_button = QPushButton("&New", self)
         self.new_button.setToolTip("Start a new conversation (Ctrl+N)")

@@ -2,7 +2,8 @@
 
 Pulls go through ``huggingface_hub`` (its cache, its tqdm progress bars, resumable downloads,
 ``HF_HUB_OFFLINE``). A pulled persona is a folder holding only ``persona.json`` that points at
-the cached repo, so two personas on one base share the download.
+the cached repo, so two personas on one base share the download. A pull reports bytes and can be
+cancelled through a progress-bar class handed to ``snapshot_download`` (see ``_ByteProgress``).
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import paths
 from engine.errors import ModelNotAvailableError, PersonaError
@@ -21,8 +24,22 @@ from engine.models.catalogue import CatalogueEntry, catalogue_entry, default_dec
 from engine.models.persona import PERSONA_FILE, Persona, load_persona
 from engine.net import is_network_error
 
+if TYPE_CHECKING:
+    from engine.chat.types import CancelToken
+
 # What a chat persona needs from a Hub repo; everything else (TF/Flax/ONNX weights) is skipped.
 _CONFIG_PATTERNS = ["*.json", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
+# huggingface_hub reads each HTTP download in DOWNLOAD_CHUNK_SIZE pieces (10 MB) and reports, and
+# so can be cancelled, only between pieces; 1 MB pieces keep a bar moving and a cancel prompt on a
+# slow line. Xet-stored files report through hf_xet instead and are not affected.
+_CHUNK_BYTES = 1024 * 1024
+_REPORT_EVERY_S = 0.1  # at most ten byte reports a second; the last one is always sent
+
+
+class PullCancelled(ModelNotAvailableError):
+    """The person cancelled a pull; nothing was registered."""
+
+    code = "cancelled"
 
 
 def _offline_error(entry: CatalogueEntry, err: Exception) -> ModelNotAvailableError:
@@ -34,7 +51,93 @@ def _offline_error(entry: CatalogueEntry, err: Exception) -> ModelNotAvailableEr
             f"`talk-to-transformers models pull {entry.id}` again, or copy a checkpoint here "
             "and add it with `talk-to-transformers models add FOLDER`."
         ),
+        code="hub_unreachable",
     )
+
+
+def _cancelled(entry: CatalogueEntry) -> PullCancelled:
+    return PullCancelled(
+        f"Download of {entry.name} cancelled.",
+        hint="Files that finished downloading are kept, so pulling again continues from there.",
+    )
+
+
+class _ByteProgress:
+    """Adds up the byte progress bars huggingface_hub opens in one ``snapshot_download``.
+
+    huggingface_hub 2.x opens, through ``tqdm_class``, a file-count bar and two byte bars for the
+    whole snapshot: one for bytes written (named ``huggingface_hub.snapshot_download``) and one
+    for network bytes (``....transfer``), whose ``total`` grows as each file starts. Other
+    versions open a byte bar per file. Bytes-written bars are summed; ``.transfer`` bars would
+    count the same bytes twice and are skipped. Every ``update`` checks the cancel token and
+    raises there, which unwinds the download threads.
+    """
+
+    def __init__(self, entry: CatalogueEntry, on_bytes: Callable[[int, int | None], None] | None,
+                 cancel: CancelToken | None, expected_total: int | None):
+        self.entry, self.on_bytes, self.cancel = entry, on_bytes, cancel
+        self.expected_total = expected_total  # from the file sizes, when the Hub gave them
+        self.lock = threading.Lock()
+        self.bars: list[Any] = []
+        self.last_report = 0.0
+
+    def check(self) -> None:
+        """Raise PullCancelled if the person cancelled."""
+        if self.cancel is not None and self.cancel.cancelled:
+            raise _cancelled(self.entry)
+
+    def totals(self) -> tuple[int, int | None]:
+        """Bytes done, and the total so far (None while unknown)."""
+        with self.lock:
+            done = sum(bar.counted for bar in self.bars)
+            total = sum(int(bar.total or 0) for bar in self.bars)
+        total = max(total, self.expected_total or 0, done)
+        return done, total or None
+
+    def added(self, bar: Any, n: int) -> None:
+        with self.lock:
+            bar.counted += n
+        self.report(force=False)
+
+    def report(self, force: bool) -> None:
+        """Send the totals to ``on_bytes``; throttled unless ``force`` or complete."""
+        if self.on_bytes is None:
+            return
+        done, total = self.totals()
+        now = time.monotonic()
+        if force or (total and done >= total) or now - self.last_report >= _REPORT_EVERY_S:
+            self.last_report = now
+            self.on_bytes(done, total)
+
+    def tqdm_class(self) -> type:
+        """A tqdm class bound to this pull (huggingface_hub instantiates it itself)."""
+        from huggingface_hub.utils import tqdm as hub_tqdm
+
+        progress = self
+
+        class Bar(hub_tqdm):
+            # tqdm starts a monitor thread per bar class, and a class per pull would leave one
+            # behind each time; it only matters for bars drawn on a terminal.
+            monitor_interval = 0
+
+            def __init__(self, *args: Any, **kwargs: Any):
+                name = kwargs.get("name") or ""
+                self.counts_bytes = kwargs.get("unit") == "B" and not name.endswith(".transfer")
+                self.counted = int(kwargs.get("initial") or 0)
+                # Keeps huggingface_hub's own behaviour: shown on a terminal, hidden otherwise
+                # (a disabled tqdm stops counting, hence ``counted``).
+                super().__init__(*args, **kwargs)
+                if self.counts_bytes:
+                    with progress.lock:
+                        progress.bars.append(self)
+
+            def update(self, n: float | None = 1) -> bool | None:
+                progress.check()
+                if self.counts_bytes:
+                    progress.added(self, int(n or 0))
+                return super().update(n)
+
+        return Bar
 
 
 def _brief(err: Exception) -> str:
@@ -46,14 +149,26 @@ def _brief(err: Exception) -> str:
     return text[:160]
 
 
-def pull(ref: str, *, progress: Callable[[str], None] = print) -> Persona | None:
+def pull(ref: str, *, progress: Callable[[str], None] = print,
+         on_bytes: Callable[[int, int | None], None] | None = None,
+         cancel: CancelToken | None = None) -> Persona | None:
     """Download the catalogue persona (or voice model) ``ref`` into the Hub cache.
 
     A persona is registered and returned; a voice model returns None.
 
+    Args:
+        ref: A catalogue id, name or repo id.
+        progress: Receives a line of text at each stage.
+        on_bytes: Receives ``(bytes done, bytes in all or None)`` as the download advances, a
+            few times a second at most, and once more at the end.
+        cancel: When cancelled, the download stops at its next piece and PullCancelled is raised;
+            nothing is registered. Completed files stay in the Hub cache for the next pull.
+
     Raises:
         PersonaError: ``ref`` is not a pullable catalogue entry.
-        ModelNotAvailableError: the Hub cannot be reached or the repo does not exist.
+        ModelNotAvailableError: the Hub cannot be reached (code ``hub_unreachable``) or the repo
+            does not exist.
+        PullCancelled: ``cancel`` was cancelled (code ``cancelled``).
 
     """
     entry = catalogue_entry(ref)
@@ -64,19 +179,31 @@ def pull(ref: str, *, progress: Callable[[str], None] = print) -> Persona | None
         raise PersonaError(f"{entry.name} is {entry.kind}, not downloadable.",
                            code="persona_not_pullable")
     import huggingface_hub
+    from huggingface_hub import constants as hub_constants
     from huggingface_hub import errors as hub_errors
 
+    bytes_progress = _ByteProgress(entry, on_bytes, cancel, None)
+    bytes_progress.check()
     try:
-        info = huggingface_hub.HfApi().model_info(entry.repo_id)
+        info = huggingface_hub.HfApi().model_info(entry.repo_id, files_metadata=True)
         files = [s.rfilename for s in info.siblings or []]
         # Prefer safetensors; fall back to PyTorch .bin (loaded with weights_only by transformers).
         weights = ["*.safetensors"] if any(f.endswith(".safetensors") for f in files) else ["*.bin"]
         if entry.kind == "tts":  # the codec lives in a subfolder: take the whole tree
             weights = [f"*/{p}" for p in _CONFIG_PATTERNS + weights] + weights
+        patterns = _CONFIG_PATTERNS + weights
+        bytes_progress.expected_total = _bytes_to_fetch(entry.repo_id, info, patterns)
         progress(f"Downloading {entry.name} ({entry.repo_id}, about {entry.size_mb} MB)...")
+        bytes_progress.check()
+        hub_constants.DOWNLOAD_CHUNK_SIZE = min(hub_constants.DOWNLOAD_CHUNK_SIZE, _CHUNK_BYTES)
         folder = huggingface_hub.snapshot_download(
-            entry.repo_id, revision=info.sha, allow_patterns=_CONFIG_PATTERNS + weights
+            # The voice model is looked up by its "main" ref, which only a branch pull records;
+            # a persona records the commit in persona.json instead.
+            entry.repo_id, revision=None if entry.kind == "tts" else info.sha,
+            allow_patterns=patterns, tqdm_class=bytes_progress.tqdm_class(),
         )
+    except PullCancelled:
+        raise
     except (hub_errors.RepositoryNotFoundError, hub_errors.RevisionNotFoundError) as err:
         raise ModelNotAvailableError(f"The Hub has no repository {entry.repo_id}.") from err
     except (hub_errors.OfflineModeIsEnabled, hub_errors.LocalEntryNotFoundError, OSError) as err:
@@ -85,6 +212,8 @@ def pull(ref: str, *, progress: Callable[[str], None] = print) -> Persona | None
         if is_network_error(err):
             raise _offline_error(entry, err) from err
         raise
+    bytes_progress.check()  # a cancel that came with the last byte still wins
+    bytes_progress.report(force=True)
     if entry.kind == "tts":
         progress(f"Downloaded to the Hugging Face cache: {folder}")
         return None
@@ -99,6 +228,27 @@ def pull(ref: str, *, progress: Callable[[str], None] = print) -> Persona | None
     }
     progress(f"Downloaded to the Hugging Face cache: {folder}")
     return _install_folder(entry.id, persona_json, source=None)
+
+
+def _bytes_to_fetch(repo_id: str, info: Any, patterns: list[str]) -> int | None:
+    """Bytes the snapshot will download (files not yet cached), if the Hub listed file sizes.
+
+    Lets a progress bar know its end from the start, instead of a total that grows as files
+    start. None when a size is missing (the bars' own totals are used then).
+    """
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.utils import filter_repo_objects
+
+    siblings = {s.rfilename: s for s in info.siblings or []}
+    total = 0
+    for name in filter_repo_objects(siblings, allow_patterns=patterns):
+        sibling = siblings[name]
+        size = sibling.size if sibling.size is not None else getattr(sibling.lfs, "size", None)
+        if size is None:
+            return None
+        if not isinstance(try_to_load_from_cache(repo_id, name, revision=info.sha), str):
+            total += size
+    return total
 
 
 def add_folder(folder: str | Path, *, name: str | None = None) -> Persona:
@@ -180,8 +330,10 @@ def remove(ref: str, *, purge_cache: bool = False) -> Path:
 
 def _purge_hub_cache(repo_id: str) -> None:
     import huggingface_hub
+    from huggingface_hub import constants as hub_constants
 
-    cache = huggingface_hub.scan_cache_dir()
+    # The cache folder is read now, not when huggingface_hub was imported (its default).
+    cache = huggingface_hub.scan_cache_dir(hub_constants.HF_HUB_CACHE)
     revisions = [rev.commit_hash for repo in cache.repos if repo.repo_id == repo_id
                  for rev in repo.revisions]
     if revisions:

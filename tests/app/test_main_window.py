@@ -323,3 +323,33 @@ def test_not_ready_yet_is_said_not_silent(qtbot, app_data):
     assert "refuses to load" in window.banner.plain_text()
     qtbot.waitUntil(lambda: controller.states["asr"] in ("ready", "failed"), timeout=60000)
     close(window)
+
+
+def test_first_run_without_a_persona_then_a_local_folder(qtbot, app_data, tiny_persona_dir,
+                                                         monkeypatch):
+    import shutil
+
+    from PySide6.QtWidgets import QFileDialog
+
+    import engine.models.availability as availability
+
+    monkeypatch.setattr(availability, "any_persona_ready", lambda: False)
+    folder = app_data.parent / "my-model"
+    shutil.copytree(tiny_persona_dir, folder)
+    (folder / "persona.json").unlink()  # a bare checkout of save_pretrained()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(folder))
+    controller = Controller(Settings(speak_replies=False))
+    window = MainWindow(controller.settings, controller=controller)
+    qtbot.addWidget(window)
+    window.show()
+    window.start()
+    assert window.stack.currentWidget() is window.first_run
+    assert not window.composer.isVisible()
+    assert controller.states["chat"] == "off"  # nothing loads until there is a persona
+    qtbot.mouseClick(window.first_run.folder_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: controller.states["chat"] == "ready", timeout=60000)
+    assert window.stack.currentWidget() is window.chat_view and window.composer.isVisible()
+    assert controller.persona.id == "my-model" and window.settings.persona == "my-model"
+    assert window.persona_combo.currentData() == "my-model"
+    qtbot.waitUntil(lambda: controller.states["asr"] in ("ready", "failed"), timeout=60000)
+    close(window)

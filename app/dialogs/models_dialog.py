@@ -1,0 +1,348 @@
+"""The "Models and personas" dialog: what the catalogue offers, what is here, pull / add / remove.
+
+Rows are the catalogue's personas and voice model, then installed personas the catalogue does not
+know (added folders, trained ones). Status comes from the file system (``availability``), never
+from loading a model. Pulls, removals and additions run in workers; every failure appears in the
+banner at the top and the dialog keeps working.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.pull_task import PullPanel
+from app.widgets.banner import Banner
+from app.workers import Worker, WorkerPool
+from engine import paths
+from engine.errors import TalkError
+from engine.models.catalogue import CatalogueEntry, catalogue, tts_catalogue
+from engine.models.persona import Persona
+
+COLUMNS = ("Name", "Kind", "Size (MB)", "Status", "Description")
+KIND_LABELS = {"bundled": "bundled", "hub": "download", "recipe": "trained locally",
+               "tts": "voice model"}
+ID_ROLE = Qt.ItemDataRole.UserRole
+
+
+@dataclass
+class Row:
+    """One line of the table: a catalogue entry, an installed persona, or both."""
+
+    id: str
+    name: str
+    kind: str
+    size_mb: float
+    status: str
+    description: str
+    entry: CatalogueEntry | None = None
+    persona: Persona | None = None
+    ready: bool = False
+
+    @property
+    def pullable(self) -> bool:
+        """A catalogue download that is not here yet."""
+        return self.entry is not None and self.entry.kind in ("hub", "tts") and not self.ready
+
+    @property
+    def bundled(self) -> bool:
+        """Ships with the app (cannot be removed)."""
+        bundled_root = (paths.resources_dir() / "personas").resolve()
+        return self.persona is not None and self.persona.folder.parent == bundled_root
+
+
+def build_rows() -> tuple[list[Row], list[TalkError]]:
+    """The table's rows, and the errors of persona folders that could not be read."""
+    from engine.models.availability import hub_snapshot, weights_present
+    from engine.models.manager import folder_size
+    from engine.models.registry import list_personas
+
+    personas, errors = list_personas()
+    by_id = {p.id: p for p in personas}
+    rows: list[Row] = []
+    for entry in catalogue() + tts_catalogue():
+        persona = by_id.pop(entry.id, None)
+        if entry.kind == "tts":
+            ready = hub_snapshot(entry.repo_id or "") is not None
+            status = "ready" if ready else "not downloaded"
+        elif persona is not None:
+            ready = weights_present(persona)
+            status = "ready" if ready else _missing(persona)
+        else:
+            ready = False
+            status = {"recipe": "made by the training module",
+                      "bundled": "not installed"}.get(entry.kind, "not downloaded")
+        rows.append(Row(entry.id, entry.name, KIND_LABELS.get(entry.kind, entry.kind),
+                        entry.size_mb, status, entry.description, entry, persona, ready))
+    for persona in by_id.values():  # added folders, trained personas
+        ready = weights_present(persona)
+        rows.append(Row(persona.id, persona.label, "local", folder_size(persona.folder) / 1e6,
+                        "ready" if ready else _missing(persona), persona.description,
+                        None, persona, ready))
+    return rows, list(errors)
+
+
+def _missing(persona: Persona) -> str:
+    weights = persona.weights
+    if weights.source == "package":
+        return f"package {weights.package} missing"
+    if weights.source == "hub":
+        return "files missing: pull again"
+    return "no weights in its folder"
+
+
+class ModelsDialog(QDialog):
+    """Non-modal dialog listing personas and voice models, with Pull, Remove and Add folder."""
+
+    personas_changed = Signal()  # after a pull, an addition or a removal succeeded
+
+    def __init__(self, workers: WorkerPool, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Models and personas")
+        self.setModal(False)
+        self.resize(860, 440)
+        self.workers = workers
+        self.rows: list[Row] = []
+        self._removing = False
+        self._adding = False
+
+        self.banner = Banner(self)
+        self.table = QTableWidget(0, len(COLUMNS), self)
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAccessibleName("Personas and voice models")
+        self.table.verticalHeader().hide()
+        header = self.table.horizontalHeader()
+        for column in range(len(COLUMNS) - 1):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+
+        self.pull_panel = PullPanel(workers, self)
+        self.progress_bar = self.pull_panel.progress_bar
+        self.cancel_button = self.pull_panel.cancel_button
+        self.pull_panel.succeeded.connect(self._pulled)
+        self.pull_panel.failed.connect(self._pull_failed)
+        self.pull_panel.busy_changed.connect(self._update_buttons)
+
+        self.disk_label = QLabel(self)
+        self.disk_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.pull_button = QPushButton("&Pull", self)
+        self.pull_button.setToolTip("Download the selected model from the Hugging Face Hub")
+        self.pull_button.clicked.connect(self.pull_selected)
+        self.remove_button = QPushButton("&Remove", self)
+        self.remove_button.setToolTip("Delete the selected persona from this computer")
+        self.remove_button.clicked.connect(self.remove_selected)
+        self.add_button = QPushButton("&Add folder…", self)
+        self.add_button.setToolTip("Add a persona folder or a transformers checkpoint folder")
+        self.add_button.clicked.connect(self.add_folder)
+        close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
+        close.rejected.connect(self.reject)
+
+        buttons = QHBoxLayout()
+        for button in (self.pull_button, self.remove_button, self.add_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        buttons.addWidget(close)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.pull_panel)
+        layout.addWidget(self.disk_label)
+        layout.addLayout(buttons)
+        self.setTabOrder(self.table, self.pull_button)
+        self.setTabOrder(self.pull_button, self.remove_button)
+        self.setTabOrder(self.remove_button, self.add_button)
+        self.refresh()
+
+    # -- the table ---------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Re-read the catalogue, the installed personas and the disk usage; keep the selection."""
+        selected = self.selected_row()
+        try:
+            self.rows, errors = build_rows()
+        except TalkError as err:
+            self.banner.show_message(err, title="Listing personas")
+            return
+        self.table.setRowCount(len(self.rows))
+        for index, row in enumerate(self.rows):
+            size = f"{row.size_mb:,.0f}" if row.size_mb >= 1 else f"{row.size_mb:.1f}"
+            cells = (row.name, row.kind, size, row.status, row.description)
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(ID_ROLE, row.id)
+                item.setToolTip(row.description if column == 4 else text)
+                if column == 2:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight
+                                          | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(index, column, item)
+        if errors:
+            self.banner.show_message("; ".join(e.message for e in errors), level="warning",
+                                     title="Some persona folders could not be read")
+        self._show_disk_usage()
+        if selected is not None:
+            self.select(selected.id)
+        self._update_buttons()
+
+    def _show_disk_usage(self) -> None:
+        from engine.models.availability import disk_usage
+
+        usage = disk_usage()
+        self.disk_label.setText(
+            f"Disk used: {usage.total / 1e6:,.0f} MB (downloaded models {usage.hub / 1e6:,.0f} MB,"
+            f" your personas {usage.personas / 1e6:,.0f} MB, converted models"
+            f" {usage.converted / 1e6:,.0f} MB)")
+
+    def select(self, entry_id: str) -> bool:
+        """Select the row of ``entry_id`` (a catalogue or persona id); False if there is none."""
+        for index, row in enumerate(self.rows):
+            if row.id == entry_id:
+                self.table.selectRow(index)
+                return True
+        return False
+
+    def selected_row(self) -> Row | None:
+        """The row selected now, if any."""
+        ranges = self.table.selectedRanges()
+        if not ranges or ranges[0].topRow() >= len(self.rows):
+            return None
+        return self.rows[ranges[0].topRow()]
+
+    def _update_buttons(self) -> None:
+        row = self.selected_row()
+        self.pull_button.setEnabled(row is not None and row.pullable and not self.pull_panel.busy)
+        self.remove_button.setEnabled(row is not None and row.persona is not None
+                                      and not self._removing)
+        self.add_button.setEnabled(not self._adding)
+
+    # -- pull --------------------------------------------------------------------------------
+
+    def pull_selected(self) -> None:
+        """Download the selected catalogue entry."""
+        row = self.selected_row()
+        if row is None or row.entry is None or not row.pullable:
+            return
+        if self.pull_panel.start(row.entry):
+            self.banner.dismiss()
+        self._update_buttons()
+
+    def _pulled(self, persona: Persona | None) -> None:
+        entry = self.pull_panel.entry
+        name = persona.label if persona is not None else (entry.name if entry else "The model")
+        self.banner.show_message(f"{name} is ready.", level="info")
+        self.refresh()
+        self.personas_changed.emit()
+
+    def _pull_failed(self, err: TalkError) -> None:
+        if err.code == "cancelled":
+            self.banner.show_message(err, level="info")
+        else:
+            self.banner.show_message(err, title="Download failed")
+        self.refresh()  # files may have arrived before the failure
+
+    # -- remove ------------------------------------------------------------------------------
+
+    def remove_selected(self) -> None:
+        """Remove the selected persona after asking; the bundled one is refused in the banner."""
+        row = self.selected_row()
+        if row is None or row.persona is None:
+            return
+        from engine.models import manager
+
+        if row.bundled:  # the engine refuses before touching anything; say why here
+            try:
+                manager.remove(row.persona.id)
+            except TalkError as err:
+                self.banner.show_message(err, level="warning")
+            return
+        persona = row.persona
+        purge = persona.weights.source == "hub" and not self._repo_shared(persona)
+        detail = (" Its downloaded model files are deleted too." if purge
+                  else " Its folder is deleted.")
+        answer = QMessageBox.question(
+            self, "Remove persona",
+            f"Remove {persona.label} from this computer?{detail}",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No)
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        self._removing = True
+        self._update_buttons()
+        worker = Worker(manager.remove, persona.id, purge_cache=purge,
+                        name=f"remove {persona.id}")
+        worker.signals.finished.connect(lambda _path: self._removed(persona))
+        worker.signals.failed.connect(
+            lambda err: self.banner.show_message(err, title="Remove failed"))
+        worker.signals.done.connect(self._remove_finished)
+        self.workers.start(worker)  # after connecting: a quick job could end before that
+
+    def _repo_shared(self, persona: Persona) -> bool:
+        """Whether another persona uses the same Hub repo (its cache must then stay)."""
+        repo = persona.weights.repo_id
+        return any(r.persona is not None and r.persona.id != persona.id
+                   and r.persona.weights.repo_id == repo for r in self.rows)
+
+    def _removed(self, persona: Persona) -> None:
+        self.banner.show_message(f"Removed {persona.label}.", level="info")
+        self.refresh()
+        self.personas_changed.emit()
+
+    def _remove_finished(self) -> None:
+        self._removing = False
+        self._update_buttons()
+
+    # -- add a folder ------------------------------------------------------------------------
+
+    def add_folder(self) -> None:
+        """Ask for a folder and add it as a persona (copied into the personas folder)."""
+        folder = QFileDialog.getExistingDirectory(
+            self, "Choose a persona folder or a transformers checkpoint folder")
+        if not folder:
+            return
+        from engine.models import manager
+
+        self._adding = True
+        self._update_buttons()
+        worker = Worker(manager.add_folder, Path(folder), name="add persona folder")
+        worker.signals.finished.connect(self._added)
+        worker.signals.failed.connect(
+            lambda err: self.banner.show_message(err, title="Add folder failed"))
+        worker.signals.done.connect(self._add_finished)
+        self.workers.start(worker)  # after connecting: a quick job could end before that
+
+    def _added(self, persona: Persona) -> None:
+        self.banner.show_message(f"Added {persona.label}.", level="info")
+        self.refresh()
+        self.select(persona.id)
+        self.personas_changed.emit()
+
+    def _add_finished(self) -> None:
+        self._adding = False
+        self._update_buttons()
+
+    # -- closing -----------------------------------------------------------------------------
+
+    def done(self, result: int) -> None:
+        """Qt: closing the dialog (Close, Escape, the window's ✕) cancels a running pull."""
+        self.pull_panel.cancel()
+        super().done(result)
