@@ -78,6 +78,7 @@ class MainWindow(QMainWindow):
         self._build()
         self._connect()
         self._space_down = False
+        self._hands_free_started = False
         QApplication.instance().installEventFilter(self)
         self.refresh_conversations()
         self._show_conversation(self.controller.conversation_id)
@@ -447,6 +448,10 @@ class MainWindow(QMainWindow):
             self.stage_label.setText("No persona loaded — see the message above.")
         if not loading and self.controller.ready and self.stage_label.text().startswith("Load"):
             self.stage_label.setText("Ready")
+        if (self.settings.hands_free and not self._hands_free_started and self.controller.ready
+                and self.controller.states["asr"] == READY):
+            self._hands_free_started = True  # once per launch: the person may turn it off
+            self.hands_free_button.setChecked(True)
 
     def _on_session_ready(self, conversation_id: int) -> None:
         if self.controller.closed:

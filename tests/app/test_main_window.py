@@ -353,3 +353,13 @@ def test_first_run_without_a_persona_then_a_local_folder(qtbot, app_data, tiny_p
     assert window.persona_combo.currentData() == "my-model"
     qtbot.waitUntil(lambda: controller.states["asr"] in ("ready", "failed"), timeout=60000)
     close(window)
+
+
+def test_start_in_hands_free_mode_from_the_settings(qtbot, app_data, tiny_persona_dir, tmp_path):
+    mic = FileMicrophone(speech_array(SPOKEN, tmp_path), speed=2.0)
+    settings = Settings(persona=str(tiny_persona_dir), speak_replies=False, hands_free=True)
+    window, events = open_window(qtbot, settings, Backends(microphone=lambda: mic))
+    qtbot.waitUntil(lambda: window.controller.hands_free)
+    assert window.hands_free_button.isChecked()
+    qtbot.waitUntil(turn_done(events), timeout=60000)
+    close(window)
