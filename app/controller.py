@@ -33,6 +33,8 @@ class Controller(QObject):
     part_state = Signal(str, str, str)  # (part: chat/asr/voice, state, text for people)
     session_ready = Signal(int)  # a conversation is open and the chat model loaded: its id
     conversations_changed = Signal()  # a turn was stored or a conversation added
+    hands_free_changed = Signal(bool)  # hands-free listening turned on or off (or failed)
+    _hands_free_failed = Signal(object)  # from the listening thread, to the GUI thread
 
     def __init__(self, settings: Settings, *, backends: EngineBackends | None = None,
                  workers: WorkerPool | None = None, parent: QObject | None = None):
@@ -59,6 +61,7 @@ class Controller(QObject):
         self._closing = False
         self._loads = {"chat": 0, "asr": 0, "voice": 0}  # generation: ignore stale loads
         self.event.connect(self._on_turn_event)
+        self._hands_free_failed.connect(self._on_hands_free_failed)
 
     # -- loading ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -91,6 +94,13 @@ class Controller(QObject):
     def _load_failed(self, generation: int, part: str, err: TalkError) -> None:
         if generation != self._loads[part] or self._closing:
             return
+        if part == "chat" and self.persona is not None and self.session is not None:
+            # Switching failed: keep talking to the persona that is still loaded.
+            self._set_state("chat", READY, f"{self.persona.label} is ready.")
+            self.error.emit("Persona", TalkError(
+                f"Could not switch persona: {err.message} Still talking to "
+                f"{self.persona.label}.", hint=err.hint, code=err.code))
+            return
         self._set_state(part, FAILED, err.message)
         self.error.emit({"chat": "Chat model", "asr": "Speech recognition",
                          "voice": "Voice"}[part], err)
@@ -101,10 +111,15 @@ class Controller(QObject):
         from engine.conversation import ChatSession
         from engine.pipeline.turns import VoicePipeline
 
-        self.persona = persona
         if self.session is None:
-            self.session = ChatSession(self._session_store, backend, persona.id,
-                                       self.conversation_id)
+            try:
+                self.session = ChatSession(self._session_store, backend, persona.id,
+                                           self.conversation_id)
+            except TalkError as err:  # e.g. the database cannot be written
+                self._set_state("chat", FAILED, err.message)
+                self.error.emit("Conversations", err)
+                return
+            self.persona = persona
             self.pipeline = VoicePipeline(self.session, recognizer=self.recognizer,
                                           on_event=self.event.emit)
             self._apply_voice_output()
@@ -113,6 +128,7 @@ class Controller(QObject):
                 self.pipeline.barge_in("persona switched")
                 self.pipeline.wait()
             self.session.switch_backend(backend, persona.id)
+            self.persona = persona
         self.conversation_id = self.session.conversation_id
         self._set_state("chat", READY, f"{persona.label} is ready.")
         self.session_ready.emit(self.conversation_id)
@@ -142,9 +158,11 @@ class Controller(QObject):
         self._loads["voice"] += 1
         generation = self._loads["voice"]
         old_player, self.tts, self.player = self.player, None, None
-        if old_player is not None:
-            old_player.close()
         self._apply_voice_output()
+        if old_player is not None:
+            if self.pipeline is not None and self.pipeline.busy:
+                self.pipeline.barge_in("voice settings changed")  # it speaks through it
+            old_player.close()
         if not self.settings.speak_replies:
             self._set_state("voice", OFF, "Spoken replies are off (Settings).")
             return
@@ -351,6 +369,7 @@ class Controller(QObject):
             runner, self._hands_free = self._hands_free, None
             if runner is not None:
                 runner.stop()
+                self.hands_free_changed.emit(False)
             return False
         if self._hands_free is not None:
             return True
@@ -361,13 +380,23 @@ class Controller(QObject):
         try:
             runner = HandsFree(self.pipeline, self.backends.microphone(self.settings),
                                self._listener_for_settings(),
-                               on_error=lambda err: self.error.emit("Microphone", err))
+                               on_error=self._hands_free_failed.emit)
             runner.start()
         except TalkError as err:
             self.error.emit("Microphone", err)
             return False
         self._hands_free = runner
+        self.hands_free_changed.emit(True)
         return True
+
+    def _on_hands_free_failed(self, err: TalkError) -> None:
+        """The microphone died while listening hands-free: say so and switch it off."""
+        runner, self._hands_free = self._hands_free, None
+        if runner is not None:
+            runner.stop()
+        if not self._closing:
+            self.error.emit("Microphone", err)
+            self.hands_free_changed.emit(False)
 
     @property
     def closed(self) -> bool:
@@ -418,10 +447,12 @@ class Controller(QObject):
         if ptt is not None:
             ptt.cancel()
         if self.pipeline is not None:
-            self.pipeline.close()  # a reply being streamed is stored as cut
+            # A reply being streamed is stored as cut. Local models stop within a decoding
+            # step; a remote server may take until its timeout, so the wait is bounded.
+            self.pipeline.close(timeout=15)
         self.workers.shutdown()  # a model still loading finishes first (it cannot be cut)
         if self.pipeline is not None:
-            self.pipeline.close()  # in case a worker started a turn meanwhile
+            self.pipeline.close(timeout=15)  # in case a worker started a turn meanwhile
         if self.player is not None:
             self.player.close()
             self.player = None

@@ -24,7 +24,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QStackedWidget,
-    QTextEdit,
     QVBoxLayout,
     QWidget,
 )
@@ -47,6 +46,9 @@ STAGE_TEXT = {
     ev.SPEAKING_STARTED: "Speaking…",
 }
 TALK_TEXT = "Hold to talk  (Space)"
+# Events that belong to one turn (they carry data["turn"]); others are capture-side.
+TURN_EVENTS = {ev.TRANSCRIPT, ev.REPLY_TOKEN, ev.REPLY_DONE, ev.SPEAKING_STARTED,
+               ev.SPEAKING_ENDED, ev.TURN_DONE, ev.ERROR, ev.CANCELLED}
 TIMING_LABELS = (("asr", "heard"), ("first_token", "first word"), ("first_audio", "first audio"),
                  ("total", "total"))
 
@@ -79,6 +81,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self._space_down = False
         self._hands_free_started = False
+        self._turn: int | None = None  # the pipeline turn whose events the chat view shows
         QApplication.instance().installEventFilter(self)
         self.refresh_conversations()
         self._show_conversation(self.controller.conversation_id)
@@ -120,6 +123,9 @@ class MainWindow(QMainWindow):
         self.stack = QStackedWidget(self)
         self.stack.addWidget(self.chat_view)
         self.first_run: Any = None
+        self.models_dialog: Any = None
+        self.voices_dialog: Any = None
+        self.settings_dialog: Any = None
 
         self.input = MessageBox(self)
         self.input.setPlaceholderText("Type a message — Enter sends, Shift+Enter for a new line")
@@ -223,6 +229,7 @@ class MainWindow(QMainWindow):
         c.part_state.connect(self._on_part_state)
         c.session_ready.connect(self._on_session_ready)
         c.conversations_changed.connect(self.refresh_conversations)
+        c.hands_free_changed.connect(self._show_hands_free)
         self.conversations.selected.connect(self._open_conversation)
         self.conversations.new_requested.connect(self.new_conversation)
         self.conversations.rename_requested.connect(self._rename_conversation)
@@ -284,6 +291,9 @@ class MainWindow(QMainWindow):
 
         personas, _problems = list_personas()
         current = self.controller.persona.id if self.controller.persona else self.settings.persona
+        loaded = self.controller.persona
+        if loaded is not None and all(p.id != loaded.id for p in personas):
+            personas.append(loaded)  # opened from a folder that is not installed
         self.persona_combo.clear()
         for persona in personas:
             self.persona_combo.addItem(persona.label, persona.id)
@@ -309,10 +319,14 @@ class MainWindow(QMainWindow):
 
     # -- conversations ------------------------------------------------------------------------
     def _show_conversation(self, conversation_id: int | None) -> None:
+        self._turn = None  # a turn still winding down belongs to the previous view
         messages = []
         if conversation_id is not None:
-            messages = [Message(t.role, t.text, t.created, t.status)
-                        for t in self.controller.store.turns(conversation_id)]
+            try:
+                messages = [Message(t.role, t.text, t.created, t.status)
+                            for t in self.controller.store.turns(conversation_id)]
+            except TalkError as err:
+                self.banner.show_message(err, "error", "Conversations")
         self.chat_view.set_messages(messages)
 
     def _open_conversation(self, conversation_id: int) -> None:
@@ -323,7 +337,12 @@ class MainWindow(QMainWindow):
 
     def new_conversation(self) -> None:
         """Start a new conversation."""
-        self.controller.new_conversation()
+        self._turn = None
+        try:
+            self.controller.new_conversation()
+        except TalkError as err:
+            self.banner.show_message(err, "error", "Conversations")
+            return
         self.chat_view.clear_messages()
         self.refresh_conversations()
         self.input.setFocus()
@@ -334,7 +353,10 @@ class MainWindow(QMainWindow):
         title, ok = QInputDialog.getText(self, "Rename conversation", "Title:",
                                          QLineEdit.EchoMode.Normal, current)
         if ok and title.strip():
-            self.controller.store.rename(conversation_id, title.strip()[:200])
+            try:
+                self.controller.store.rename(conversation_id, title.strip()[:200])
+            except TalkError as err:
+                self.banner.show_message(err, "error", "Conversations")
             self.refresh_conversations()
 
     def _delete_conversation(self, conversation_id: int) -> None:
@@ -343,8 +365,13 @@ class MainWindow(QMainWindow):
         if answer != QMessageBox.StandardButton.Yes:
             return
         was_open = conversation_id == self.controller.conversation_id
-        self.controller.delete_conversation(conversation_id)
+        try:
+            self.controller.delete_conversation(conversation_id)
+        except TalkError as err:
+            self.banner.show_message(err, "error", "Conversations")
+            return
         if was_open:
+            self._turn = None
             self.chat_view.clear_messages()
         self.refresh_conversations()
 
@@ -362,10 +389,13 @@ class MainWindow(QMainWindow):
             self.talk_button.setText("Listening… release to send")
             self.talk_button.setIcon(_icon("recording"))
 
-    def release_talk(self) -> None:
-        """Talk button or Space came up."""
+    def _reset_talk_button(self) -> None:
         self.talk_button.setText(TALK_TEXT)
         self.talk_button.setIcon(_icon("microphone"))
+
+    def release_talk(self) -> None:
+        """Talk button or Space came up."""
+        self._reset_talk_button()
         if self.controller.talking:
             self.controller.release_talk()
             self.stage_label.setText("Transcribing…")
@@ -374,11 +404,17 @@ class MainWindow(QMainWindow):
     def _toggle_hands_free(self, on: bool) -> None:
         active = self.controller.set_hands_free(on)
         if active != on:
-            self.hands_free_button.setChecked(active)
-        self.talk_button.setEnabled(not active)
-        if not active:
+            self._show_hands_free(active)
+
+    def _show_hands_free(self, on: bool) -> None:
+        """Reflect the controller's hands-free state (it may stop on its own: mic lost)."""
+        self.hands_free_button.blockSignals(True)
+        self.hands_free_button.setChecked(on)
+        self.hands_free_button.blockSignals(False)
+        self.talk_button.setEnabled(not on)
+        if not on:
             self.level_meter.reset()
-            self.stage_label.setText("Ready")
+            self._set_idle_stage()
 
     def _on_event(self, event) -> None:
         if self.controller.closed:
@@ -387,7 +423,11 @@ class MainWindow(QMainWindow):
         if kind == ev.LEVEL:
             self.level_meter.set_level(data.get("dbfs", -60.0))
             return
-        if kind in STAGE_TEXT:
+        if kind == ev.TURN_STARTED:
+            self._turn = data.get("turn")
+        elif kind in TURN_EVENTS and data.get("turn") != self._turn:
+            return  # from a turn that was stopped, or belongs to another conversation
+        if kind in STAGE_TEXT and not self.controller.talking:
             self.stage_label.setText(STAGE_TEXT[kind])
         if kind == ev.TURN_STARTED:
             if self.chat_view.streaming:  # an interrupted reply whose end we have not seen
@@ -410,7 +450,7 @@ class MainWindow(QMainWindow):
                 last.text = data.get("reply", "")
                 self.chat_view.set_messages(list(self.chat_view.messages))
             self.stop_button.setEnabled(False)
-            self.stage_label.setText("Listening…" if self.controller.hands_free else "Ready")
+            self._set_idle_stage()
             self.timings_label.setText(_timings_text(data.get("timings", {})))
         elif kind == ev.ERROR:
             self.chat_view.end_reply(failed=True)
@@ -420,18 +460,21 @@ class MainWindow(QMainWindow):
             err = TalkError(data.get("message", "Something went wrong."), hint=data.get("hint"),
                             code=data.get("code"))
             self.banner.show_message(err, "warning" if stage == "Voice" else "error", stage)
-            self.stage_label.setText("Ready")
-        elif kind == ev.CANCELLED:
+            self._set_idle_stage()
+        elif kind == ev.CANCELLED and not self.controller.talking:
             self.stage_label.setText(f"Stopped ({data.get('reason', 'interrupted')}).")
+
+    def _set_idle_stage(self) -> None:
+        if self.controller.talking:
+            self.stage_label.setText("Listening…")
+        else:
+            self.stage_label.setText("Listening…" if self.controller.hands_free else "Ready")
 
     def _on_error(self, where: str, err: TalkError) -> None:
         self.banner.show_message(err, "error", where)
         if where in ("Microphone", "Talk", "Hands-free"):
             self.level_meter.reset()
-            self.talk_button.setText(TALK_TEXT)
-            self.talk_button.setIcon(_icon("microphone"))
-            if self.hands_free_button.isChecked() and not self.controller.hands_free:
-                self.hands_free_button.setChecked(False)
+            self._reset_talk_button()
 
     def _on_part_state(self, part: str, state: str, text: str) -> None:
         loading = [p for p, s in self.controller.states.items() if s == LOADING]
@@ -443,7 +486,12 @@ class MainWindow(QMainWindow):
             self.stage_label.setText(text)
         elif state == READY and part == "chat":
             self.stage_label.setText("Ready")
-            self.chat_view.assistant_name = self.controller.persona.label
+            persona = self.controller.persona
+            self.chat_view.assistant_name = persona.label
+            self.refresh_personas()
+            if self.settings.persona != persona.id and self.settings.persona in (
+                    self.persona_combo.itemData(i) for i in range(self.persona_combo.count())):
+                self._save_settings(self.settings.replace(persona=persona.id))
         elif state == FAILED and part == "chat":
             self.stage_label.setText("No persona loaded — see the message above.")
         if not loading and self.controller.ready and self.stage_label.text().startswith("Load"):
@@ -465,8 +513,7 @@ class MainWindow(QMainWindow):
         persona_id = self.persona_combo.itemData(index)
         if persona_id and (self.controller.persona is None
                            or persona_id != self.controller.persona.id):
-            self.controller.load_persona(persona_id)
-            self._save_settings(self.settings.replace(persona=persona_id))
+            self.controller.load_persona(persona_id)  # saved in the settings once it loads
 
     def _voice_chosen(self, index: int) -> None:
         name = self.voice_combo.itemData(index)
@@ -491,24 +538,36 @@ class MainWindow(QMainWindow):
         """Show the models and personas dialog."""
         from app.dialogs.models_dialog import ModelsDialog
 
-        dialog = ModelsDialog(self.controller.workers, self)
-        dialog.personas_changed.connect(self.refresh_personas)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.show()
-        self.models_dialog = dialog
+        # One instance, kept: its workers' callbacks may arrive after it is closed.
+        if self.models_dialog is None:
+            self.models_dialog = ModelsDialog(self.controller.workers, self)
+            self.models_dialog.personas_changed.connect(self._models_changed)
+        else:
+            self.models_dialog.refresh()
+        self.models_dialog.show()
+        self.models_dialog.raise_()
+
+    def _models_changed(self) -> None:
+        self.refresh_personas()
+        # The voice model may just have been pulled: try it again.
+        if self.settings.speak_replies and self.controller.states["voice"] == FAILED:
+            self.controller.load_voice_output()
 
     def open_voices(self) -> None:
         """Show the voices dialog."""
         from app.dialogs.voices_dialog import VoicesDialog
 
-        dialog = VoicesDialog(self.controller.workers,
-                              microphone_factory=lambda: self.controller.backends.microphone(
-                                  self.controller.settings),
-                              preview=self.controller.preview_voice, parent=self)
-        dialog.voices_changed.connect(self.refresh_voices)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.show()
-        self.voices_dialog = dialog
+        if self.voices_dialog is None:
+            self.voices_dialog = VoicesDialog(
+                self.controller.workers,
+                microphone_factory=lambda: self.controller.backends.microphone(
+                    self.controller.settings),
+                preview=self.controller.preview_voice, parent=self)
+            self.voices_dialog.voices_changed.connect(self.refresh_voices)
+        else:
+            self.voices_dialog.refresh()
+        self.voices_dialog.show()
+        self.voices_dialog.raise_()
 
     def open_settings(self) -> None:
         """Show the settings dialog; saved settings apply at once."""
@@ -516,8 +575,7 @@ class MainWindow(QMainWindow):
 
         dialog = SettingsDialog(self.settings, self.controller.workers, parent=self)
         dialog.settings_saved.connect(self._settings_saved)
-        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.open()
+        dialog.open()  # not deleted on close: its workers' callbacks may still arrive
         self.settings_dialog = dialog
 
     def _settings_saved(self, settings: Settings) -> None:
@@ -535,16 +593,23 @@ class MainWindow(QMainWindow):
 
     # -- hold-to-talk key ---------------------------------------------------------------------
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
-        """Space held anywhere in this window, except while typing, is the talk key."""
+        """Space held in the conversation (not while typing) is the talk key."""
         kind = event.type()
+        if kind == QEvent.Type.WindowDeactivate and watched is self and self._space_down:
+            # Alt+Tab with Space held: the key-up goes elsewhere, so end the recording here.
+            self._space_down = False
+            self.talk_button.setDown(False)
+            self.release_talk()
+            return False
         if kind not in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease):
             return False
         if event.key() != Qt.Key.Key_Space or not self.isActiveWindow():
             return False
+        # Space is the talk key only where it means nothing else: not in the text box, not on
+        # another button, list or selector (Space presses or selects those).
         focus = QApplication.focusWidget()
-        typing = isinstance(focus, (QLineEdit, QPlainTextEdit)) or (
-            isinstance(focus, QTextEdit) and not focus.isReadOnly())
-        if typing or (focus is not None and focus.window() is not self):
+        if focus not in (None, self, self.chat_view, self.talk_button) or (
+                self.stack.currentWidget() is not self.chat_view):
             return False
         if event.isAutoRepeat():
             return True

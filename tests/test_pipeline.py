@@ -186,3 +186,49 @@ def test_device_gate_serialises_and_is_fair():
         t.join()
     assert "tts" in order and order.index("tts") < len(order) - 1  # ran between two steps
     assert order.count("tts") == 1 and len(order) == 6
+
+
+def test_voice_output_set_mid_turn_applies_from_the_next_turn(store, player):
+    chat = FakeChat(*[f"w{i} " for i in range(40)], delay=0.02)
+    pipeline, events, session = make(store, chat)
+    pipeline.start_text_turn("hello")
+    while not any(e.type == ev.REPLY_TOKEN for e in events):
+        time.sleep(0.01)
+    pipeline.set_voice_output(FakeTTS(), player)  # the voice model finished loading
+    pipeline.barge_in("stop")
+    pipeline.wait()
+    reply = store.turns(session.conversation_id)[-1]
+    assert reply.status == "cut" and reply.text.startswith("w0")  # not blanked as "unspoken"
+    assert player.played == []
+
+
+def test_two_turns_started_at_once_run_one_after_the_other(store):
+    chat = FakeChat("a", "b", "c", delay=0.02)
+    pipeline, events, session = make(store, chat)
+    threads = [threading.Thread(target=pipeline.start_text_turn, args=(f"m{i}",))
+               for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    pipeline.wait()
+    bounds = [e.type for e in events if e.type in (ev.TURN_STARTED, ev.TURN_DONE)]
+    # Each turn ends before the next starts: never two on one session at once.
+    assert bounds == [ev.TURN_STARTED, ev.TURN_DONE] * 3
+    assert [t.role for t in store.turns(session.conversation_id)][-2:] == ["user", "assistant"]
+    starts = [e.data["turn"] for e in events if e.type == ev.TURN_STARTED]
+    assert starts == sorted(set(starts)) and len(starts) == 3
+
+
+def test_a_crash_in_the_chat_model_ends_the_turn_with_an_error(store):
+    class Broken(FakeChat):
+        def stream_reply(self, history, *, cancel=None):
+            yield "Hal"
+            raise RuntimeError("index out of range in self")
+
+    pipeline, events, session = make(store, Broken())
+    pipeline.start_text_turn("hi")
+    pipeline.wait()
+    errors = [e.data for e in events if e.type == ev.ERROR]
+    assert errors and errors[0]["stage"] == "chat" and "index out of range" in errors[0]["message"]
+    assert store.turns(session.conversation_id)[-1].text == "Hal"

@@ -69,6 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="talk-to-transformers",
         description="Talk to a DialoGPT persona. With no command, starts `chat`.",
+        # `train` lives in the training package, which the engine never imports; the installed
+        # launcher (app/cli.py) hands it over.
+        epilog="Make a new persona: talk-to-transformers train --help. "
+               "The window: talk-to-transformers-app.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")

@@ -20,7 +20,7 @@ import numpy as np
 
 from engine.chat.types import CancelToken
 from engine.conversation import ChatSession
-from engine.errors import TalkError
+from engine.errors import ChatError, TalkError
 from engine.pipeline import events as ev
 from engine.pipeline.events import Event, EventSink
 from engine.pipeline.gate import DeviceGate
@@ -69,6 +69,9 @@ class VoicePipeline:
         if player is not None:
             player.on_event = self._on_player
         self._cancel: CancelToken | None = None
+        self._start_lock = threading.Lock()
+        self._turn_no = 0  # numbers the turns; every turn event carries it as data["turn"]
+        self._turn_player: Any = None  # the player the running turn speaks through
         self._thread: threading.Thread | None = None
         self._spoken: list[str] = []
         self._turn_start = 0.0
@@ -90,21 +93,23 @@ class VoicePipeline:
         """Transcribe spoken turns with ``recognizer`` from the next turn on."""
         self.recognizer = recognizer
 
-    def run_text_turn(self, text: str) -> TurnResult:
+    def run_text_turn(self, text: str, cancel: CancelToken | None = None) -> TurnResult:
         """A typed turn, on this thread, until it is done (or cancelled)."""
-        return self._run(text=text, audio=None, started=time.perf_counter())
+        return self._run(text=text, audio=None, started=time.perf_counter(), cancel=cancel)
 
-    def run_audio_turn(self, audio: np.ndarray, speech_ended: float | None = None) -> TurnResult:
+    def run_audio_turn(self, audio: np.ndarray, speech_ended: float | None = None,
+                       cancel: CancelToken | None = None) -> TurnResult:
         """A spoken turn; ``speech_ended`` (perf_counter) is when the user stopped talking."""
-        return self._run(text=None, audio=audio, started=speech_ended or time.perf_counter())
+        return self._run(text=None, audio=audio, started=speech_ended or time.perf_counter(),
+                         cancel=cancel)
 
     def start_text_turn(self, text: str) -> None:
         """Run a typed turn in the background (interrupting a running one)."""
-        self._start(lambda: self.run_text_turn(text))
+        self._start(lambda cancel: self.run_text_turn(text, cancel))
 
     def start_audio_turn(self, audio: np.ndarray, speech_ended: float | None = None) -> None:
         """Run a spoken turn in the background (interrupting a running one)."""
-        self._start(lambda: self.run_audio_turn(audio, speech_ended))
+        self._start(lambda cancel: self.run_audio_turn(audio, speech_ended, cancel))
 
     def emit(self, kind: str, **data: Any) -> None:
         """Report a capture-side event (listening, level, speech started/ended) in the stream."""
@@ -121,8 +126,9 @@ class VoicePipeline:
         if cancel is None or cancel.cancelled:
             return
         cancel.cancel()
-        if self.player is not None:
-            self.player.stop()
+        player = self._turn_player
+        if player is not None:
+            player.stop()
         self._emit(ev.CANCELLED, reason=reason)
 
     def wait(self, timeout: float | None = None) -> None:
@@ -130,20 +136,37 @@ class VoicePipeline:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def close(self) -> None:
-        """Interrupt and wait; the pipeline's threads are gone afterwards."""
+    def close(self, timeout: float | None = None) -> None:
+        """Interrupt and wait (at most ``timeout`` s); the turn's threads are gone afterwards."""
         self.barge_in("closing")
-        self.wait()
+        self.wait(timeout)
 
     # -- the turn -----------------------------------------------------------------------------
     def _start(self, run: Any) -> None:
-        if self.busy:
-            self.barge_in("new turn")
-            self.wait()
-        self._thread = threading.Thread(target=run, name="pipeline-turn", daemon=True)
-        self._thread.start()
+        # One turn at a time, even when two threads (the window, hands-free) start turns at
+        # once: check, interrupt and start under one lock. The cancel token exists before the
+        # thread does, so a barge-in right after starting is never missed.
+        with self._start_lock:
+            if self.busy:
+                self.barge_in("new turn")
+                self.wait()
+            cancel = CancelToken()
+            self._cancel = cancel
+            self._thread = threading.Thread(target=self._guarded, args=(run, cancel),
+                                            name="pipeline-turn", daemon=True)
+            self._thread.start()
+
+    def _guarded(self, run: Any, cancel: CancelToken) -> None:
+        try:
+            run(cancel)
+        except Exception as err:  # a bug must still end the turn visibly, never silently
+            self._emit(ev.ERROR, stage="pipeline", code="internal_error",
+                       message=f"The turn failed unexpectedly: {type(err).__name__}: {err}",
+                       hint=None)
 
     def _emit(self, kind: str, **data: Any) -> None:
+        if self._turn_no and "turn" not in data:
+            data["turn"] = self._turn_no
         try:
             self.on_event(Event(kind, data))
         except Exception:  # a renderer's bug must not break the turn
@@ -152,9 +175,15 @@ class VoicePipeline:
     def _mark(self, name: str) -> None:
         self._timings.setdefault(name, time.perf_counter() - self._turn_start)
 
-    def _run(self, text: str | None, audio: np.ndarray | None, started: float) -> TurnResult:
-        cancel = CancelToken()
+    def _run(self, text: str | None, audio: np.ndarray | None, started: float,
+             cancel: CancelToken | None = None) -> TurnResult:
+        cancel = cancel or CancelToken()
         self._cancel, self._spoken = cancel, []
+        self._turn_no += 1
+        # The voice output is read once: a change made mid-turn applies from the next turn.
+        out = (self.tts, self.player, self.voice) if self.tts is not None and self.player \
+            else None
+        self._turn_player = out[1] if out else None
         if hasattr(self.session.backend, "gate"):  # the persona may have been switched
             self.session.backend.gate = self.gate
         self._turn_start, self._timings = started, {}
@@ -168,9 +197,9 @@ class VoicePipeline:
                         "No words recognised.", hint="Speak a little louder or closer.",
                         code="no_speech"))
             result.user = text or ""
-            result.reply = self._reply(result.user, cancel)
+            result.reply = self._reply(result.user, cancel, out)
             result.cut = cancel.cancelled
-            if result.cut and self.tts is not None and self.player is not None:
+            if result.cut and out is not None:
                 # A spoken reply is cut where the voice stopped, not where the text did.
                 self.session.cut_reply(" ".join(self._spoken))
                 result.reply = " ".join(self._spoken)
@@ -183,7 +212,8 @@ class VoicePipeline:
         result.timings = dict(self._timings)
         if result.failed_stage is None:
             self.session.annotate_reply({"timings": result.timings,
-                                         "voice": getattr(self.voice, "name", None)})
+                                         "voice": getattr(out[2] if out else None, "name",
+                                                          None)})
             self._emit(ev.TURN_DONE, user=result.user, reply=result.reply, cut=result.cut,
                        timings=result.timings)
         self.last_result = result
@@ -203,8 +233,8 @@ class VoicePipeline:
         self._emit(ev.TRANSCRIPT, text=text, final=True)
         return text
 
-    def _reply(self, text: str, cancel: CancelToken) -> str:
-        synth = _Synthesis(self, cancel) if self.tts is not None and self.player else None
+    def _reply(self, text: str, cancel: CancelToken, out: tuple[Any, Any, Any] | None) -> str:
+        synth = _Synthesis(self, cancel, *out) if out is not None else None
         splitter = SentenceSplitter()
         pieces: list[str] = []
         try:
@@ -222,9 +252,12 @@ class VoicePipeline:
                         break
             finally:
                 stream.close()
-        except TalkError as err:
+        except Exception as err:
             if synth is not None:
                 synth.abort()
+            if not isinstance(err, TalkError):  # a model or tokenizer bug: say so, in words
+                err = ChatError(f"The reply failed: {type(err).__name__}: {err}",
+                                code="chat_crashed")
             raise _StageFailed("chat", err) from err
         reply = "".join(pieces).strip()
         self._mark("reply")
@@ -238,10 +271,11 @@ class VoicePipeline:
             if synth.error is not None:  # the reply stands as text; say why it was not spoken
                 self._emit(ev.ERROR, stage="tts", code=synth.error.code,
                            message=synth.error.message, hint=synth.error.hint)
-            while not cancel.cancelled and not self.player.wait(0.05):
+            player = out[1]
+            while not cancel.cancelled and not player.wait(0.05):
                 pass
             if not cancel.cancelled:
-                time.sleep(getattr(self.player, "latency", 0.0))  # the last block is heard
+                time.sleep(getattr(player, "latency", 0.0))  # the last block is heard
         return reply
 
     def _on_player(self, kind: str, text: str) -> None:
@@ -256,8 +290,10 @@ class VoicePipeline:
 class _Synthesis:
     """Synthesises queued sentences on its own thread and hands the audio to the player."""
 
-    def __init__(self, pipeline: VoicePipeline, cancel: CancelToken):
+    def __init__(self, pipeline: VoicePipeline, cancel: CancelToken, tts: Any, player: Any,
+                 voice: Any):
         self.pipeline, self.cancel = pipeline, cancel
+        self.tts, self.player, self.voice = tts, player, voice
         self.error: TalkError | None = None
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="pipeline-tts", daemon=True)
@@ -280,7 +316,7 @@ class _Synthesis:
             if self.cancel.cancelled or self.error is not None:
                 continue  # drain the queue; nothing more is spoken
             try:
-                chunks = p.gate.run(lambda s=sentence: list(p.tts.synthesize(s, p.voice)))
+                chunks = p.gate.run(lambda s=sentence: list(self.tts.synthesize(s, self.voice)))
             except TalkError as err:
                 self.error = err
                 continue
@@ -290,4 +326,4 @@ class _Synthesis:
             p._mark("tts_first_chunk")
             for chunk in chunks:
                 if not self.cancel.cancelled:
-                    p.player.enqueue(chunk.samples, chunk.rate, chunk.text)
+                    self.player.enqueue(chunk.samples, chunk.rate, chunk.text)

@@ -363,3 +363,78 @@ def test_start_in_hands_free_mode_from_the_settings(qtbot, app_data, tiny_person
     assert window.hands_free_button.isChecked()
     qtbot.waitUntil(turn_done(events), timeout=60000)
     close(window)
+
+
+def test_space_keeps_its_meaning_on_other_controls(qtbot, app_data, tmp_path):
+    mic = FileMicrophone(speech_array("Hello.", tmp_path), speed=4.0)
+    window, events = open_window(qtbot, Settings(speak_replies=False),
+                                 Backends(chat=FakeChat("Hi."), microphone=lambda: mic),
+                                 wait_for=("chat",))
+    window.activateWindow()
+    window.hands_free_button.setFocus()
+    qtbot.keyClick(window.hands_free_button, Qt.Key.Key_Space)  # Space presses that button
+    assert not window.controller.talking
+    window.conversations.list.setFocus()
+    qtbot.keyPress(window.conversations.list, Qt.Key.Key_Space)
+    assert not window.controller.talking
+    qtbot.keyRelease(window.conversations.list, Qt.Key.Key_Space)
+    window.hands_free_button.setChecked(False)
+    close(window)
+
+
+def test_hands_free_switches_off_when_the_microphone_is_lost(qtbot, app_data, tmp_path):
+    from engine.audio.capture import CaptureError
+
+    class DyingMic(FileMicrophone):
+        def blocks(self):
+            for i, block in enumerate(super().blocks()):
+                if i == 5:
+                    raise CaptureError("The microphone stopped delivering audio (unplugged?).",
+                                       code="device_lost")
+                yield block
+
+    mic = DyingMic(speech_array("Hello.", tmp_path), speed=4.0)
+    window, events = open_window(qtbot, Settings(speak_replies=False),
+                                 Backends(chat=FakeChat("Hi."), microphone=lambda: mic))
+    qtbot.mouseClick(window.hands_free_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not window.controller.hands_free)
+    assert "unplugged" in window.banner.plain_text()
+    assert not window.hands_free_button.isChecked() and window.talk_button.isEnabled()
+    assert window.stage_label.text() == "Ready"
+    close(window)
+
+
+def test_a_new_conversation_mid_reply_does_not_get_the_old_reply(qtbot, app_data):
+    slow = FakeChat(*[f"old{i} " for i in range(100)], delay=0.03)
+    window, events = open_window(qtbot, Settings(speak_replies=False), Backends(chat=slow),
+                                 wait_for=("chat",))
+    window.send("first topic")
+    qtbot.waitUntil(lambda: any(e.type == ev.REPLY_TOKEN for e in events))
+    window.new_conversation()
+    qtbot.waitUntil(turn_done(events))
+    qtbot.wait(200)  # any late events of the stopped turn have been delivered
+    assert window.chat_view.messages == []
+    slow.pieces = ("new reply.",)
+    window.send("second topic")
+    qtbot.waitUntil(turn_done(events, 2))
+    assert [m.text for m in window.chat_view.messages] == ["second topic", "new reply."]
+    close(window)
+
+
+def test_a_failed_persona_switch_keeps_the_loaded_one(qtbot, app_data, tmp_path,
+                                                      tiny_persona_dir):
+    bad = tmp_path / "broken"
+    bad.mkdir()
+    (bad / "persona.json").write_text(
+        '{"name": "Broken", "base_model": "x", "prompt_format": "dialogpt"}')
+    window, events = open_window(qtbot, Settings(persona=str(tiny_persona_dir),
+                                                 speak_replies=False), wait_for=("chat",))
+    starter = window.controller.persona.id
+    window.controller.load_persona(str(bad))
+    qtbot.waitUntil(lambda: "Could not switch persona" in window.banner.plain_text(),
+                    timeout=60000)
+    assert window.controller.persona.id == starter and window.controller.ready
+    assert window.persona_combo.currentData() == starter
+    window.send("still there?")
+    qtbot.waitUntil(turn_done(events), timeout=120000)
+    close(window)
