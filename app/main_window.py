@@ -126,6 +126,7 @@ class MainWindow(QMainWindow):
         self.models_dialog: Any = None
         self.voices_dialog: Any = None
         self.settings_dialog: Any = None
+        self.training_dialog: Any = None
 
         self.input = MessageBox(self)
         self.input.setPlaceholderText("Type a message — Enter sends, Shift+Enter for a new line")
@@ -218,6 +219,7 @@ class MainWindow(QMainWindow):
         tools = bar.addMenu("&Tools")
         action(tools, "&Models and personas…", self.open_models, "Ctrl+M")
         action(tools, "&Voices…", self.open_voices, "Ctrl+Shift+V")
+        action(tools, "&Train a persona…", self.open_training, "Ctrl+T")
         action(tools, "&Settings…", self.open_settings, QKeySequence.StandardKey.Preferences)
         help_menu = bar.addMenu("&Help")
         action(help_menu, "&Keyboard shortcuts", self._show_shortcuts)
@@ -569,6 +571,16 @@ class MainWindow(QMainWindow):
         self.voices_dialog.show()
         self.voices_dialog.raise_()
 
+    def open_training(self) -> None:
+        """Show the training dialog (one, kept: a run may go on while it is hidden)."""
+        from app.dialogs.training_dialog import TrainingDialog
+
+        if self.training_dialog is None:
+            self.training_dialog = TrainingDialog(self)
+            self.training_dialog.persona_created.connect(lambda _id: self.refresh_personas())
+        self.training_dialog.show()
+        self.training_dialog.raise_()
+
     def open_settings(self) -> None:
         """Show the settings dialog; saved settings apply at once."""
         from app.dialogs.settings_dialog import SettingsDialog
@@ -588,7 +600,8 @@ class MainWindow(QMainWindow):
             "Enter — send · Shift+Enter — new line\n"
             "Esc — stop the reply\n"
             "Ctrl+N — new conversation · Ctrl+F — search\n"
-            "Ctrl+M — models · Ctrl+Shift+V — voices · Ctrl+, — settings\n"
+            "Ctrl+M — models · Ctrl+Shift+V — voices · Ctrl+T — train a persona\n"
+            "Ctrl+, — settings\n"
             "Ctrl+Q — quit"))
 
     # -- hold-to-talk key ---------------------------------------------------------------------
@@ -627,6 +640,8 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
         """Stop listening, stop the reply (kept as cut), wait for every thread."""
         QApplication.instance().removeEventFilter(self)
+        if self.training_dialog is not None:
+            self.training_dialog.close()  # the trainer stops at a checkpoint
         self.hide()
         self.controller.shutdown()
         event.accept()
