@@ -1,0 +1,151 @@
+"""Evaluate and export stages: a trained run becomes a persona the engine loads and talks with."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from engine.chat.types import Turn
+from tests.test_train import tiny_config
+from training.errors import TrainingError
+from training.evaluate import DEFAULT_PROMPTS, evaluate, reply_metrics
+from training.export import export_persona
+from training.train import train
+
+HELLO = [Turn("user", "hello there how are you today")]
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_persona_dir, tmp_path_factory) -> Path:
+    """A full fine-tune that has overfitted the toy dialogues, evaluated, with stage reports."""
+    run = tmp_path_factory.mktemp("full") / "run"
+    assert train(tiny_config(tiny_persona_dir, run, epochs=15)).status == "completed"
+    (run / "dataset" / "dataset.json").write_text(json.dumps({
+        "source": "reddit", "base_model": "tiny", "max_tokens": 64,
+        "counts": {"train": 7, "validation": 7}, "seed": 1}), encoding="utf-8")
+    (run / "filtered").mkdir()
+    (run / "filtered" / "report.json").write_text(json.dumps({
+        "kept_comments": 20, "dropped_comments": 5, "rules": {"deleted": 3, "bot": 2},
+        "kept_threads": 7, "dropped_threads": 1}), encoding="utf-8")
+    return run
+
+
+@pytest.fixture(scope="module")
+def lora_run(tiny_persona_dir, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("lora") / "run"
+    config = tiny_config(tiny_persona_dir, run, method="lora", epochs=10, lr=1e-2)
+    assert train(config).status == "completed"
+    return run
+
+
+@pytest.fixture(scope="module")
+def full_report(full_run) -> dict:
+    return evaluate(full_run, max_new_tokens=12, device="cpu")
+
+
+def logits(model, ids=(5, 17, 42, 7, 99)):
+    import torch
+
+    with torch.inference_mode():
+        return model(torch.tensor([list(ids)])).logits
+
+
+def test_evaluate_compares_base_and_fine_tune(full_run, full_report):
+    on_disk = json.loads((full_run / "eval.json").read_text(encoding="utf-8"))
+    assert on_disk == full_report
+    perplexity = full_report["perplexity"]
+    print("perplexity", perplexity)
+    assert perplexity["finetuned"] < 0.5 * perplexity["base"]  # it learnt its training set
+    assert full_report["validation"]["examples"] == 7
+    assert full_report["validation"]["mask"] == "responses"
+    for side in ("base", "finetuned"):
+        assert set(full_report[side]) >= {"distinct_1", "distinct_2", "repetition_rate",
+                                          "echo_rate"}
+    assert [s["prompt"] for s in full_report["samples"]] == list(DEFAULT_PROMPTS)
+    assert all(isinstance(s["reply"], str) for s in full_report["samples"])
+
+
+def test_reply_metrics_count_distinct_words_repeats_and_echoes():
+    metrics = reply_metrics(["how are you", "hello"],
+                            ["how are you", "we go we go we go"])
+    assert metrics["echo_rate"] == 0.5  # the first reply only repeats its prompt
+    assert metrics["distinct_1"] == 5 / 9
+    assert metrics["distinct_2"] == 4 / 7  # how-are are-you we-go go-we
+    assert metrics["repetition_rate"] == 2 / 5  # "we go we" and "go we go" come back once each
+    assert reply_metrics(["x"], [""])["empty_rate"] == 1.0
+
+
+def test_exported_full_run_loads_in_the_engine_and_replies(full_run, full_report, data_dir):
+    from engine.chat.local import LocalChat
+    from engine.models.registry import find_persona
+
+    persona = export_persona(full_run, "Tiny Berkeley", description="Toy dialogues.")
+    assert persona.id == "tiny-berkeley" and persona.folder.parent == data_dir / "personas"
+    assert persona.prompt_format == "dialogpt" and persona.description == "Toy dialogues."
+    assert (persona.folder / "model.safetensors").is_file()
+    chat = LocalChat.load(find_persona(persona.id), device="cpu", do_sample=False)
+    reply = chat.reply(HELLO)
+    print("exported persona replied:", repr(reply))
+    assert isinstance(reply, str) and reply
+    card = persona.training_card
+    assert card["config"]["method"] == "full" and card["steps"] == 60
+    assert card["data"]["counts"] == {"train": 7, "validation": 7}
+    assert card["filter"]["dropped_comments"] == 5 and card["filter"]["rules"]["bot"] == 2
+    assert card["eval"]["perplexity"] == full_report["perplexity"]
+
+
+def test_lora_export_merges_the_adapter_into_plain_weights(lora_run, tiny_persona_dir,
+                                                           data_dir):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from engine.models.loader import load
+
+    persona = export_persona(lora_run, "Tiny LoRA")
+    assert not (persona.folder / "adapter_config.json").exists()
+    assert (persona.folder / "model.safetensors").is_file()
+    exported = load(persona, "cpu").model
+    base = AutoModelForCausalLM.from_pretrained(tiny_persona_dir).eval()
+    before = logits(base)
+    adapted = PeftModel.from_pretrained(base, lora_run / "final").eval()
+    assert torch.allclose(logits(exported), logits(adapted), atol=1e-4)
+    assert not torch.allclose(logits(exported), before, atol=1e-3)  # the adapter did something
+
+
+def test_adapter_only_export_loads_through_the_engine_adapter_path(lora_run, tiny_persona_dir,
+                                                                   data_dir):
+    import torch
+
+    from engine.chat.local import LocalChat
+    from engine.models.loader import load
+
+    merged = export_persona(lora_run, "Tiny Merged")
+    adapter = export_persona(lora_run, "Tiny Adapter", adapter_only=True)
+    assert (adapter.folder / "adapter_config.json").is_file()
+    assert not (adapter.folder / "model.safetensors").exists()
+    assert Path(adapter.base_model) == tiny_persona_dir.resolve()
+    assert torch.allclose(logits(load(adapter, "cpu").model), logits(load(merged, "cpu").model),
+                          atol=1e-4)
+    reply = LocalChat.load(adapter, device="cpu", do_sample=False).reply(HELLO)
+    assert isinstance(reply, str) and reply
+
+
+def test_export_refuses_a_taken_name_and_an_adapter_of_a_full_run(full_run, data_dir):
+    export_persona(full_run, "Twice")
+    with pytest.raises(TrainingError, match="called 'twice' already exists") as err:
+        export_persona(full_run, "twice ")
+    assert err.value.code == "persona_exists"
+    with pytest.raises(TrainingError, match="Only a LoRA run has an adapter"):
+        export_persona(full_run, "Adapter Of Full", adapter_only=True)
+    assert not (data_dir / "personas" / "adapter-of-full").exists()
+    leftovers = [p.name for p in (data_dir / "personas").iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_export_needs_a_finished_run(tmp_path, data_dir):
+    with pytest.raises(TrainingError, match="no finished training run") as err:
+        export_persona(tmp_path, "Nothing")
+    assert err.value.code == "training_not_finished"
