@@ -7,11 +7,8 @@ network the engine's message is shown with what to do instead.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -21,9 +18,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.pull_task import PullPanel
+from app.pull_task import PullPanel, add_persona_folder
 from app.widgets.banner import Banner
-from app.workers import Worker, WorkerPool
+from app.workers import WorkerPool
 from engine.errors import TalkError
 from engine.models.catalogue import CatalogueEntry, catalogue
 from engine.models.persona import Persona
@@ -153,20 +150,10 @@ class FirstRunPage(QWidget):
 
     def add_folder(self) -> None:
         """Ask for a folder and add it as a persona."""
-        folder = QFileDialog.getExistingDirectory(
-            self, "Choose a persona folder or a transformers checkpoint folder")
-        if not folder:
-            return
-        from engine.models import manager
-
-        self._adding = True
-        self._update_buttons()
-        worker = Worker(manager.add_folder, Path(folder), name="add persona folder")
-        worker.signals.finished.connect(self._added)
-        worker.signals.failed.connect(
-            lambda err: self.banner.show_message(err, title="Add folder failed"))
-        worker.signals.done.connect(self._add_finished)
-        self.workers.start(worker)  # after connecting: a quick job could end before that
+        if add_persona_folder(self, self.workers, self.banner, on_added=self._added,
+                              on_finally=self._add_finished):
+            self._adding = True
+            self._update_buttons()
 
     def _added(self, persona: Persona) -> None:
         from engine.models.availability import weights_present

@@ -7,10 +7,19 @@ Cancel through the worker's cancel token. Only one pull runs per panel.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QWidget,
+)
 
 from app.workers import Worker, WorkerPool
 from engine.chat.types import CancelToken
@@ -18,6 +27,25 @@ from engine.errors import TalkError
 from engine.models.catalogue import CatalogueEntry
 
 STEPS = 1000  # progress bar resolution: a tenth of a percent (bytes overflow a Qt int)
+
+
+def add_persona_folder(parent: QWidget, workers: WorkerPool, banner: Any, *,
+                       on_added: Callable[[Any], None], on_finally: Callable[[], None]) -> bool:
+    """Ask for a folder and add it as a persona on a worker; False if the person cancelled.
+
+    ``on_added`` gets the Persona; a failure is shown in ``banner``; ``on_finally`` runs
+    either way (the callbacks arrive after this returns, on the GUI thread).
+    """
+    folder = QFileDialog.getExistingDirectory(
+        parent, "Choose a persona folder or a transformers checkpoint folder")
+    if not folder:
+        return False
+    from engine.models import manager
+
+    workers.run(manager.add_folder, Path(folder), name="add persona folder", on_done=on_added,
+                on_error=lambda err: banner.show_message(err, title="Add folder failed"),
+                on_finally=on_finally)
+    return True
 
 
 def pull_job(ref: str, *, progress: Any, cancel: CancelToken) -> Any:

@@ -12,7 +12,7 @@ import pytest
 
 from engine.chat.types import CancelToken
 from tests.fake_reddit import SAMPLE_THREADS, FakeReddit, flat_threads
-from tests.test_secrets import MemoryKeyring
+from tests.keyrings import MemoryKeyring
 from training import credentials as creds_mod
 from training.credentials import (
     RedditCredentials,

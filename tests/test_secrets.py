@@ -4,32 +4,11 @@ from __future__ import annotations
 
 import keyring
 import pytest
-from keyring.backend import KeyringBackend
 
 from engine import secrets
 from engine.cli.main import main
 from engine.errors import ConfigError
-
-
-class MemoryKeyring(KeyringBackend):
-    """An in-memory OS keyring."""
-
-    priority = 1
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.store: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service, username):
-        return self.store.get((service, username))
-
-    def set_password(self, service, username, password):
-        self.store[(service, username)] = password
-
-    def delete_password(self, service, username):
-        if (service, username) not in self.store:
-            raise keyring.errors.PasswordDeleteError(username)
-        del self.store[(service, username)]
+from tests.keyrings import MemoryKeyring
 
 
 @pytest.fixture

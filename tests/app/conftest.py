@@ -22,24 +22,9 @@ def no_running_workers(qapp):
 def app_data(data_dir, monkeypatch):
     """A fresh data folder and an in-memory keyring, so nothing touches the real ones."""
     import keyring
-    from keyring.backend import KeyringBackend
 
-    class MemoryKeyring(KeyringBackend):
-        priority = 1
-        store: dict[tuple[str, str], str] = {}
+    from tests.keyrings import MemoryKeyring
 
-        def get_password(self, service, username):
-            return self.store.get((service, username))
-
-        def set_password(self, service, username, password):
-            self.store[(service, username)] = password
-
-        def delete_password(self, service, username):
-            if (service, username) not in self.store:
-                raise keyring.errors.PasswordDeleteError(username)
-            del self.store[(service, username)]
-
-    MemoryKeyring.store = {}
     previous = keyring.get_keyring()
     keyring.set_keyring(MemoryKeyring())
     yield data_dir
