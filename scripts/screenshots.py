@@ -94,6 +94,11 @@ def main() -> None:
     shot(window.settings_dialog, "settings-dialog")
     window.settings_dialog.reject()
 
+    window.open_training()
+    window.training_dialog._berkeley()  # the recipe filled in, as a person would start
+    shot(window.training_dialog, "training-dialog")
+    window.training_dialog.close()
+
     window._show_first_run()
     shot(window, "first-run")
     window.close()

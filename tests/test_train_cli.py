@@ -71,8 +71,20 @@ def test_train_all_from_a_subreddit_then_chat(env, tiny_persona_dir, tmp_path):
         again = run("train", "all", "--subreddit", "berkeley", "--base",
                     str(tiny_persona_dir), "--name", "Berkeley Test", *TRAIN_FLAGS, env=env)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "0 threads written, 5 already there" in again.stdout
-    assert "a persona 'Berkeley Test' exists already" in again.stdout
+    # The dataset training started on is kept (no re-listing, no reshuffled split), the
+    # finished training is not redone, and the existing persona is not overwritten.
+    assert "[scrape] kept: training has started on this dataset" in again.stdout
+    assert "[train] already trained with these settings" in again.stdout
+    assert "a persona 'Berkeley Test' exists already; nothing was exported" in again.stdout
+    assert reddit.count("GET /r/") == 0
+
+    replaced = run("train", "all", "--subreddit", "berkeley", "--base", str(tiny_persona_dir),
+                   "--name", "Berkeley Test", *TRAIN_FLAGS, "--replace", env=env)
+    assert replaced.returncode == 0, replaced.stderr[-3000:]
+    assert "[export] persona 'berkeley-test' is ready" in replaced.stdout
+    other = run("train", "scrape", "--subreddit", "askscience", "--run", "berkeley-test",
+                env=env)
+    assert other.returncode == 1 and "holds threads of r/berkeley" in other.stderr
 
 
 def test_train_all_from_a_dialogue_file(env, tiny_persona_dir, tmp_path):

@@ -79,14 +79,15 @@ def _progress_text(data: dict[str, Any]) -> str:
         if data.get("tokens_per_s"):
             parts.append(f"{data['tokens_per_s']:.0f} tok/s")
         if data.get("eta_s") is not None:
-            parts.append(f"ETA {_duration(data['eta_s'])}")
+            parts.append(f"ETA {format_duration(data['eta_s'])}")
         return " · ".join(parts)
     done, total = data.get("done", 0), data.get("total")
     text = f"{done}/{total}" if total else f"{done}"
     return f"{text} {data.get('title', '')}".rstrip()
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """4m05s / 1h02m: an ETA for people."""
     seconds = int(seconds)
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else (
         f"{seconds // 60}m{seconds % 60:02d}s")
@@ -105,8 +106,20 @@ def run_folder(run: str) -> Path:
 def stage_scrape(args: argparse.Namespace, run: Path, report: Reporter,
                  cancel: CancelToken) -> bool:
     """Scrape; False if cancelled."""
-    from training.scrape import scrape
+    from training.scrape import STATE_FILE, scrape
 
+    state_file = run / "raw" / STATE_FILE
+    if state_file.is_file():
+        try:
+            earlier = json.loads(state_file.read_text(encoding="utf-8")).get("subreddit")
+        except (OSError, ValueError, AttributeError):
+            earlier = None
+        wanted = args.subreddit.removeprefix("r/")
+        if earlier and earlier.lower() != wanted.lower():
+            raise TrainingError(
+                f"The run {run.name!r} holds threads of r/{earlier}, not r/{wanted}.",
+                hint="Use another --run (or --name) for a different subreddit.",
+                code="run_source_mismatch")
     report.emit("scrape", "start", text=f"r/{args.subreddit}: {args.sort} posts "
                 f"({args.time_filter}), up to {args.limit} threads")
     result = scrape(args.subreddit, run, sort=args.sort, time_filter=args.time_filter,
@@ -190,7 +203,8 @@ def stage_dataset(args: argparse.Namespace, run: Path, report: Reporter) -> None
     report.emit("dataset", "start", text=f"instances of {args.min_turns}-{args.max_turns} "
                 f"turns, at most {args.max_tokens} tokens ({base.name}'s tokenizer)")
     info = build_dataset(source, run / "dataset", base_model=base.load_from,
-                         max_tokens=args.max_tokens, max_turns=args.max_turns,
+                         max_tokens=args.max_tokens, min_turns=args.min_turns,
+                         max_turns=args.max_turns,
                          validation_fraction=args.validation_fraction, seed=args.seed)
     counts = {"train": info.train, "validation": info.validation}
     report.emit("dataset", "done", text=f"{info.train} training and {info.validation} "
@@ -264,33 +278,89 @@ def stage_export(args: argparse.Namespace, run: Path, report: Reporter) -> None:
 
 def run_all(args: argparse.Namespace, run: Path, report: Reporter, cancel: CancelToken) -> int:
     """The whole chain, skipping what is already done."""
-    if args.dialogues:
+    started = (run / "checkpoints" / "latest").is_file() or (run / "final").is_dir()
+    if started and (run / "dataset" / "dataset.json").is_file():
+        # Training began on this dataset: rebuilding it (a re-listed subreddit, a reshuffled
+        # split) would move trained threads into validation and break an exact resume.
+        for stage in ("scrape", "filter", "dataset"):
+            report.emit(stage, "skip", text="kept: training has started on this dataset")
+    elif args.dialogues:
         report.emit("scrape", "skip", text=f"using the dialogue file {args.dialogues}")
+        stage_dataset(args, run, report)
     else:
         if not stage_scrape(args, run, report, cancel):
             return _stopped(report)
         stage_filter(args, run, report)
+        stage_dataset(args, run, report)
     if cancel.cancelled:
         return _stopped(report)
-    stage_dataset(args, run, report)
-    if cancel.cancelled or not stage_train(args, run, report, cancel):
+    if _trained_already(args, run):
+        report.emit("train", "skip", text=f"already trained with these settings "
+                    f"({_rel(run / 'final')})")
+    elif not stage_train(args, run, report, cancel):
+        return _stopped(report)
+    if cancel.cancelled:
         return _stopped(report)
     if _validation_count(run) == 0:
         report.emit("evaluate", "skip", text="no validation dialogues (too little data to "
                     "hold any back); the persona is exported without evaluation figures")
-    else:
+    elif not (run / "eval.json").is_file() or _newer(run / "final", run / "eval.json"):
         stage_evaluate(args, run, report)
+    else:
+        report.emit("evaluate", "skip", text=f"figures are in {_rel(run / 'eval.json')}")
+    if cancel.cancelled:
+        return _stopped(report)
     from engine.models.persona import PERSONA_FILE
 
-    if (paths.personas_dir() / slug(args.name or run.name) / PERSONA_FILE).is_file() and (
-            not args.replace):
-        report.emit("export", "skip", text=f"a persona {args.name!r} exists already (use "
-                    "--replace to overwrite it)")
+    name = args.name or run.name
+    existing = paths.personas_dir() / slug(name)
+    if (existing / PERSONA_FILE).is_file() and not args.replace:
+        report.emit("export", "skip", status="exists", text=f"a persona {name!r} exists "
+                    "already; nothing was exported (use --replace to overwrite it)")
         return 0
-    if args.replace:
-        _remove_persona(slug(args.name or run.name))
-    stage_export(args, run, report)
+    if args.replace and existing.is_dir():
+        _export_replacing(args, run, report, existing)
+    else:
+        stage_export(args, run, report)
     return 0
+
+
+def _trained_already(args: argparse.Namespace, run: Path) -> bool:
+    """Whether ``final/`` holds a finished run of exactly these settings."""
+    if not (run / "final").is_dir():
+        return False
+    try:
+        saved = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    wanted = train_config(args, run).to_dict()
+    ignore = {"run_dir", "save_every", "keep_checkpoints"}  # do not change what is learnt
+    return {k: v for k, v in saved.items() if k not in ignore} == {
+        k: v for k, v in json.loads(json.dumps(wanted)).items() if k not in ignore}
+
+
+def _newer(a: Path, b: Path) -> bool:
+    try:
+        return a.stat().st_mtime > b.stat().st_mtime
+    except OSError:
+        return True
+
+
+def _export_replacing(args: argparse.Namespace, run: Path, report: Reporter,
+                      existing: Path) -> None:
+    """Export over an existing persona without ever losing it: set it aside, then swap."""
+    import shutil
+
+    aside = existing.with_name(f".{existing.name}-replaced")
+    shutil.rmtree(aside, ignore_errors=True)
+    existing.rename(aside)
+    try:
+        stage_export(args, run, report)
+    except BaseException:
+        if not existing.exists():
+            aside.rename(existing)  # the old persona is back, untouched
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _validation_count(run: Path) -> int | None:
@@ -299,15 +369,6 @@ def _validation_count(run: Path) -> int | None:
         return int(info["counts"]["validation"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def _remove_persona(persona_id: str) -> None:
-    from engine.models import manager
-
-    try:
-        manager.remove(persona_id)
-    except TalkError:
-        pass  # nothing to replace
 
 
 def _stopped(report: Reporter) -> int:
@@ -358,8 +419,11 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, default=4)
     g.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
     g.add_argument("--lr", type=float, default=None, help="learning rate (5e-5 full, 2e-4 LoRA)")
-    g.add_argument("--mask", choices=("responses", "last", "none"), default="responses",
-                   help="which turns carry the loss (context turns are masked)")
+    # Instances are windows ending at each reply, so "last" trains every reply exactly once
+    # (with up to four turns of context); "responses" would train a reply once per window.
+    g.add_argument("--mask", choices=("last", "responses", "none"), default="last",
+                   help="which turns carry the loss: the last (each reply once; default), "
+                        "every response turn, or all tokens")
     g.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto")
     g.add_argument("--gradient-checkpointing", action="store_true")
     g.add_argument("--save-every", type=int, default=100, help="checkpoint every N steps")
@@ -489,8 +553,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cancel = CancelToken()
 
     def stop(signum: int, _frame: Any) -> None:
-        if cancel.cancelled:  # a second Ctrl-C: leave now
-            raise KeyboardInterrupt
+        if cancel.cancelled:
+            if signum == signal.SIGINT:  # a second Ctrl-C: leave now
+                raise KeyboardInterrupt
+            return  # a repeated SIGTERM (the app closing): the checkpoint is being saved
         print("\nStopping at the next safe point (a checkpoint while training)...",
               file=sys.stderr, flush=True)
         cancel.cancel()
@@ -528,6 +594,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug, out of memory, a full disk: one line, not a traceback
+        return _unexpected(err, getattr(args, "progress_json", False))
+
+
+def _unexpected(err: Exception, as_json: bool) -> int:
+    from engine.cli.main import print_error
+
+    text = f"{type(err).__name__}: {err}".strip()[:500]
+    hint = "Try a smaller --batch-size or --max-tokens, LoRA, or --gradient-checkpointing." if (
+        "out of memory" in text.lower()) else "Run it again; the stage resumes where it stopped."
+    error = TrainingError(f"Training stopped on an unexpected error: {text}", hint=hint,
+                          code="internal_error")
+    if as_json:
+        print(json.dumps({"stage": "", "event": "error", "code": error.code,
+                          "message": error.message, "hint": error.hint}), flush=True)
+    print_error(error)
+    return 1
 
 
 def _read_words(path: str) -> list[str]:

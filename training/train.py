@@ -215,7 +215,10 @@ def resolve_precision(config: TrainConfig) -> tuple[str, str]:
     if config.precision == "fp32" or device == "cpu":
         return device, "no"
     if config.precision == "auto":
-        return device, "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        # Real bf16 only (Ampere and newer): older cards (1080 Ti, T4, V100) would emulate it
+        # slowly, and fp16 with loss scaling is what they are fast at.
+        return device, "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) \
+            else "fp16"
     return device, config.precision
 
 
@@ -470,8 +473,14 @@ def _trim_log(path: Path, step: int) -> None:
     """Drop log lines past the checkpoint being resumed (they will be written again)."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and step and json.loads(line).get("step", 0) <= step]
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:  # a line half-written when the process was killed
+            continue
+        if step and isinstance(entry, dict) and entry.get("step", 0) <= step:
+            kept.append(line)
     checkpoints.write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 

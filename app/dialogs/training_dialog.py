@@ -36,8 +36,8 @@ from PySide6.QtWidgets import (
 
 from app.widgets.banner import Banner
 from engine.errors import TalkError
+from training.cli import STAGES, format_duration
 
-STAGES = ("scrape", "filter", "dataset", "train", "evaluate", "export")
 STAGE_NAMES = {"scrape": "Fetch threads", "filter": "Filter", "dataset": "Build dataset",
                "train": "Fine-tune", "evaluate": "Evaluate", "export": "Export persona"}
 # Base models offered, with their parameter counts (for the memory estimate).
@@ -116,6 +116,7 @@ class TrainingDialog(QDialog):
         self._stderr = ""
         self._failed: TalkError | None = None
         self.stage_state: dict[str, str] = {}
+        self._exported = False
         self.extra_args: list[str] = []  # appended to the command (tests: a few tiny steps)
         self._build()
         self._update_estimate()
@@ -307,6 +308,9 @@ class TrainingDialog(QDialog):
             return
         self.banner.dismiss()
         self._failed, self._buffer, self._stderr = None, "", ""
+        self._exported = False
+        for stage in STAGES:  # a resume shows this run's stages, not the last one's
+            self._mark(stage, "")
         process = QProcess(self)
         env = QProcessEnvironment.systemEnvironment()
         env.insert("PYTHONUNBUFFERED", "1")
@@ -366,7 +370,7 @@ class TrainingDialog(QDialog):
                 if message.get("loss") is not None:
                     self.loss_plot.add(int(message["step"]), float(message["loss"]))
                 eta = message.get("eta_s")
-                self.eta_label.setText(f"ETA {_duration(eta)}" if eta is not None else "")
+                self.eta_label.setText(f"ETA {format_duration(eta)}" if eta is not None else "")
             elif message.get("total"):
                 self.progress_bar.setRange(0, int(message["total"]))
                 self.progress_bar.setValue(int(message.get("done", 0)))
@@ -376,6 +380,7 @@ class TrainingDialog(QDialog):
             self.progress_bar.setValue(1)
             self.status_label.setText(f"{STAGE_NAMES[stage]}: {message.get('text', '')}")
             if stage == "export" and event == "done" and message.get("persona"):
+                self._exported = True
                 self.persona_created.emit(message["persona"])
 
     def _mark(self, stage: str, state: str) -> None:
@@ -391,10 +396,12 @@ class TrainingDialog(QDialog):
         self.process = None
         self._set_running(False)
         running = [s for s, state in self.stage_state.items() if state == "running"]
-        if code == 0:
-            self.status_label.setText("Done. The new persona is in the persona list.")
+        if code == 0 and self._failed is None:
+            if self._exported:
+                self.status_label.setText("Done. The new persona is in the persona list.")
+            # else: the last stage's own words stay (e.g. a persona of that name exists)
             self.start_button.setText("&Start")
-        elif code == 130 or self.stage_state.get("train") == "stopped":
+        elif code == 130 and self._failed is None:
             for stage in running:
                 self._mark(stage, "stopped")
             self.status_label.setText("Stopped. Resume carries on from the last checkpoint.")
@@ -432,17 +439,13 @@ class TrainingDialog(QDialog):
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         """Closing stops the trainer at a checkpoint (Resume continues later)."""
         if self.process is not None:
-            self.process.terminate()
+            if self.stop_button.isEnabled():  # not already stopping: one SIGTERM is enough
+                self.stop()
+            # Saving a checkpoint of a big model takes a while; give it time, then insist.
             if not self.process.waitForFinished(60000):
                 self.process.kill()
                 self.process.waitForFinished(5000)
         super().closeEvent(event)
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else (
-        f"{seconds // 60}m{seconds % 60:02d}s")
 
 
 def _last_line(text: str) -> str:
