@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 
 def slug(name: str) -> str:
@@ -33,3 +34,29 @@ def atomic_folder(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextmanager
+def open_atomic(path: Path) -> Iterator[IO[str]]:
+    """Write a text file under a hidden temporary name; it replaces ``path`` only when complete.
+
+    Readers (and a process that starts after a crash) see the old content or the new, never
+    half: the data is flushed to disk before the rename, which is atomic on one file system.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` all at once (see :func:`open_atomic`)."""
+    with open_atomic(path) as out:
+        out.write(text)

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from engine import paths
 from engine.errors import ConfigError
+from engine.fsutil import atomic_write_text
 
 SCHEMA_VERSION = 2
 ASR_BACKENDS = ("faster-whisper", "whisper")
@@ -164,19 +163,10 @@ def save(settings: Settings, path: Path | None = None) -> None:
     settings.validated()
     path = path or paths.settings_file()
     data = {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(settings)}
-    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".settings-", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=2)
-            out.write("\n")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(data, indent=2) + "\n")
     except OSError as err:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
         raise ConfigError(f"Could not save the settings to {path}: {err.strerror or err}.",
                           hint=f"Check that {path} can be written (a file, not a folder) "
                                "and that the disk is not full.",

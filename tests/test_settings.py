@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from engine import settings as settings_mod
 from engine.errors import ConfigError
 from engine.settings import SCHEMA_VERSION, Settings, load, save
 
@@ -124,10 +123,12 @@ def test_write_is_atomic_and_leaves_no_temp_files(settings_path):
 def test_crash_mid_write_keeps_the_old_file(settings_path, monkeypatch):
     save(Settings(persona="old"))
 
-    def broken_dump(*args, **kwargs):
+    def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(settings_mod.json, "dump", broken_dump)
+    import engine.fsutil
+
+    monkeypatch.setattr(engine.fsutil.os, "fsync", disk_full)  # the write reaches no disk
     with pytest.raises(ConfigError) as caught:
         save(Settings(persona="new"))
     assert "No space left on device" in caught.value.message

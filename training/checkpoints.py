@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.fsutil import atomic_write_text
+
 LATEST = "latest"
 STATE_FILE = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -38,12 +40,7 @@ def folder(run_dir: Path) -> Path:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` so readers see the old or the new content, never half."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def latest(run_dir: Path) -> Path | None:

@@ -32,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ConfigError, MissingDependencyError
+from engine.fsutil import open_atomic
 from training.errors import TrainingError
-from training.filter import open_atomic, read_threads, submission_text
+from training.filter import read_threads, submission_text
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,15 @@ stage folder.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from engine import paths
 from engine.errors import ConfigError
+from engine.fsutil import open_atomic
 from training.errors import TrainingError
 
 # Bodies Reddit leaves behind when a comment or post is deleted or removed by moderators.
@@ -376,17 +375,3 @@ def _check(item: Any, fields: dict[str, Any], what: str) -> None:
         if not isinstance(value, kind) or isinstance(value, bool):
             raise TrainingError(f"{what} has a '{name}' of the wrong type "
                                 f"({type(value).__name__}).")
-
-
-@contextmanager
-def open_atomic(path: Path) -> Iterator[IO[str]]:
-    """Write a text file under a hidden temporary name, renamed into place only when complete."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as out:
-            yield out
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-

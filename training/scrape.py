@@ -261,13 +261,9 @@ def _append(out: Any, record: dict[str, Any]) -> None:
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    data = {**data, "updated_utc": time.time()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    from engine.fsutil import atomic_write_text
+
+    atomic_write_text(path, json.dumps({**data, "updated_utc": time.time()}, indent=1))
 
 
 class _Retrier:

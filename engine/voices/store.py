@@ -9,7 +9,6 @@ speaking never re-encodes the sample. Writes are atomic (a temporary folder rena
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 import zipfile
@@ -22,7 +21,7 @@ import numpy as np
 from engine import paths
 from engine.audio.convert import resample
 from engine.errors import TalkError
-from engine.fsutil import atomic_folder, slug
+from engine.fsutil import atomic_folder, atomic_write_text, slug
 from engine.voices.quality import QualityOptions, Verdict, assess
 
 SAMPLE_RATE = 24000  # Hz: what the cloning TTS takes as its prompt
@@ -200,9 +199,7 @@ def update_info(voice: Voice, **changes: Any) -> Voice:
     path = voice.folder / VOICE_FILE
     info = json.loads(path.read_text(encoding="utf-8"))
     info.update(changes)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(info, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(info, indent=2))
     return load_voice(voice.folder)
 
 
