@@ -22,8 +22,11 @@ class EngineBackends:
 
     def chat(self, persona: Any, settings: Settings) -> Any:
         """A loaded chat backend for ``persona`` (slow: loads weights)."""
+        from transformers.utils import logging as hf_logging
+
         from engine.chat import open_backend
 
+        hf_logging.disable_progress_bar()  # the window shows its own; no bars on stderr
         remote = settings.remote_url if settings.chat_backend == "remote" else None
         return open_backend(persona, remote=remote, device=settings.device)
 
