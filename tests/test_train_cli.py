@@ -121,3 +121,16 @@ def test_train_errors_are_messages_not_tracebacks(env, tmp_path, tiny_persona_di
     assert too_long.returncode == 1 and "context of 128 tokens" in too_long.stderr
     usage = run("train", "all", env=env)
     assert usage.returncode == 2 and "--subreddit" in usage.stderr
+
+
+def test_the_berkeley_recipe_fills_in_the_original_settings():
+    from training.cli import _apply_recipe, build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["all", "--recipe", "berkeley"])
+    _apply_recipe(args, parser)
+    assert (args.subreddit, args.base, args.name) == ("berkeley", "microsoft/DialoGPT-medium",
+                                                      "Berkeley")
+    mine = parser.parse_args(["all", "--recipe", "berkeley", "--base", "starter"])
+    _apply_recipe(mine, parser)
+    assert mine.base == "starter"  # a flag given on the command line wins over the recipe

@@ -438,3 +438,45 @@ def test_a_failed_persona_switch_keeps_the_loaded_one(qtbot, app_data, tmp_path,
     window.send("still there?")
     qtbot.waitUntil(turn_done(events), timeout=120000)
     close(window)
+
+
+def test_settings_apply_without_a_restart(qtbot, app_data, tiny_persona_dir):
+    player = FakePlayer(speed=20.0)
+    settings = Settings(persona=str(tiny_persona_dir), speak_replies=False)
+    window, events = open_window(qtbot, settings,
+                                 Backends(voice_output=lambda: (FakeTTS(), player)))
+    assert window.controller.states["voice"] == "off" and window.voice_note.isVisible()
+    window._settings_saved(settings.replace(speak_replies=True))
+    qtbot.waitUntil(lambda: window.controller.states["voice"] == "ready")
+    assert not window.voice_note.isVisible()
+    window.send("hello")
+    qtbot.waitUntil(turn_done(events), timeout=60000)
+    assert player.played  # the very next reply is spoken
+    window._settings_saved(window.settings.replace(speak_replies=False))
+    assert window.controller.states["voice"] == "off" and window.controller.tts is None
+    close(window)
+    player.close()
+
+
+def test_voice_preview_needs_the_voice_model_and_says_so(qtbot, app_data):
+    window, events = open_window(qtbot, Settings(speak_replies=False),
+                                 Backends(chat=FakeChat("Hi.")), wait_for=("chat",))
+    with pytest.raises(TalkError) as refused:
+        window.controller.preview_voice(None, "Hello there.")
+    assert "Spoken replies are off" in refused.value.message
+    close(window)
+
+
+@pytest.mark.audio
+def test_voice_preview_plays_through_the_speaker(qtbot, app_data, pulse):
+    tts = FakeTTS(seconds=0.3)
+    window, events = open_window(qtbot, Settings(),
+                                 Backends(chat=FakeChat("Hi."),
+                                          voice_output=lambda: (tts, FakePlayer(speed=20.0))),
+                                 wait_for=("chat", "voice"))
+    started = time.monotonic()
+    window.controller.preview_voice(None, "Hello there.")  # blocking: the dialog runs it
+    assert tts.received == ["Hello there."] and time.monotonic() - started >= 0.25
+    player = window.controller.player
+    close(window)
+    player.close()
