@@ -89,7 +89,9 @@ class RemoteChat:
                 events = self._client.text_generation(prompt, stream=True, details=True,
                                                       **params)
                 finished = False
+                seen = 0  # events of any kind: none at all means it is not a TGI server
                 for event in events:
+                    seen += 1
                     if cancel.cancelled:
                         return
                     if event.generated_text is not None:
@@ -98,6 +100,14 @@ class RemoteChat:
                     if token.text and not token.special:
                         received = True
                         yield token.text
+                if not finished and not seen:
+                    raise RemoteError(
+                        f"The server at {self.url} answered, but not with a text-generation "
+                        "stream (no events came).",
+                        hint="Check that the URL is a TGI server or Inference Endpoint, not "
+                             "a web page or another API.",
+                        code="remote_protocol",
+                    )
                 if not finished:
                     raise RemoteError(
                         "The server closed the stream before the reply was finished.",

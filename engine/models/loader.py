@@ -78,7 +78,7 @@ def load(persona: Persona, device: str = "auto") -> LoadedModel:
         model = _load_model(folder, persona, placement)
     except (ModelNotAvailableError, MissingDependencyError):
         raise
-    except (OSError, ValueError, RuntimeError, KeyError) as err:
+    except (OSError, ValueError, RuntimeError, KeyError, *_format_errors()) as err:
         raise ModelLoadError(
             f"Could not load the model of {persona.label}: {_first_line(err)}",
             hint="The files may be incomplete; remove and pull (or re-add) the persona.",
@@ -107,6 +107,18 @@ def load_tokenizer(persona: Persona) -> tuple[Any, int]:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer, _context_tokens(config, tokenizer, persona)
+
+
+def _format_errors() -> tuple[type[BaseException], ...]:
+    """Errors of damaged weight files beyond OSError/ValueError.
+
+    A truncated safetensors file raises ``SafetensorError``, a plain Exception.
+    """
+    try:
+        from safetensors import SafetensorError
+    except ImportError:
+        return ()
+    return (SafetensorError,)
 
 
 def _first_line(err: BaseException) -> str:

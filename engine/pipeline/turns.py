@@ -325,5 +325,10 @@ class _Synthesis:
                 continue
             p._mark("tts_first_chunk")
             for chunk in chunks:
-                if not self.cancel.cancelled:
+                if self.cancel.cancelled:
+                    break
+                try:
                     self.player.enqueue(chunk.samples, chunk.rate, chunk.text)
+                except TalkError as err:  # the speaker vanished: the reply stays as text
+                    self.error = err
+                    break

@@ -9,6 +9,7 @@ as soon as the folder moves (or lives in the Hub cache of another machine).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from engine.tts.types import AudioChunk
 DEFAULT_MODEL = "eustlb/pocket-tts"  # the checkpoint the transformers docs name
 CODEC_SUBFOLDER = "audio_tokenizer"
 LATENTS_FILE = "pocket_tts_latents.safetensors"
+log = logging.getLogger(__name__)
 MAX_FRAMES = 600  # 48 s at 12.5 frames/s: a bound for one piece, not a target
 
 
@@ -80,12 +82,22 @@ class PocketTTS:
         cache = voice.folder / LATENTS_FILE
         key = f"{self.model_id}"
         if cache.is_file():
-            meta = _safetensors_metadata(cache)
-            if meta.get("model") == key:
-                return load_file(cache)["audio_prompt_latents"]
+            try:  # a damaged cache is rebuilt from the sample, never fatal
+                if _safetensors_metadata(cache).get("model") == key:
+                    return load_file(cache)["audio_prompt_latents"]
+            except Exception as err:
+                log.warning("Rebuilding the damaged voice cache %s: %s", cache, err)
         import soundfile as sf
 
-        audio, rate = sf.read(str(voice.sample_path), dtype="float32")
+        try:
+            audio, rate = sf.read(str(voice.sample_path), dtype="float32")
+        except (sf.LibsndfileError, OSError, RuntimeError) as err:
+            from engine.voices.store import VoiceError
+
+            raise VoiceError(f"The voice {voice.name!r} has a damaged sample "
+                             f"({voice.sample_path.name}).",
+                             hint="Delete the voice and enroll it again.",
+                             code="voice_damaged") from err
         if rate != self.rate:
             from engine.audio.convert import resample
 

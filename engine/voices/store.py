@@ -125,12 +125,17 @@ def enroll(name: str, audio: np.ndarray, rate: int, *, source: str, encoder: Any
 
     import soundfile as sf
 
-    with atomic_folder(target) as tmp:
-        sf.write(tmp / SAMPLE_FILE, resample(normalised, rate, SAMPLE_RATE), SAMPLE_RATE,
-                 subtype="PCM_16")
-        np.save(tmp / EMBEDDING_FILE, encoder.embed(audio16) if verdict_has_speech(verdict)
-                else np.zeros(256, np.float32))
-        (tmp / VOICE_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
+    try:
+        with atomic_folder(target) as tmp:
+            sf.write(tmp / SAMPLE_FILE, resample(normalised, rate, SAMPLE_RATE), SAMPLE_RATE,
+                     subtype="PCM_16")
+            np.save(tmp / EMBEDDING_FILE, encoder.embed(audio16) if verdict_has_speech(verdict)
+                    else np.zeros(256, np.float32))
+            (tmp / VOICE_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
+    except OSError as err:  # disk full, no permission: nothing half-written is left behind
+        raise VoiceError(f"Could not save the voice {name!r}: {err.strerror or err}.",
+                         hint=f"Check that {voices_dir()} can be written and the disk is not "
+                              "full.", code="voice_write_failed") from err
     return load_voice(target), verdict
 
 

@@ -1,0 +1,1 @@
+"""The bad-input matrix: each case feeds one kind of bad input through a real path."""
