@@ -135,14 +135,18 @@ def _loop(session: ChatSession, args: argparse.Namespace, out: TextIO, spoken=No
 def _send(session: ChatSession, text: str, out: TextIO, *, echo_user: bool = False,
           spoken=None) -> bool:
     """Send one message and print (and speak) the reply as it streams; False if it failed."""
-    if echo_user:
-        print(f"you> {text}", file=out)
     if spoken is not None:
+        if echo_user:
+            print(f"you> {text}", file=out)
         return _send_spoken(text, *spoken)
     stream = None
     try:
-        print("bot> ", end="", file=out, flush=True)
+        # session.send stores the user's turn before returning: echo it only then, so a kill -9
+        # can never leave a turn on screen that is not in the store (scripts/crash_test.py).
         stream = session.send(text)
+        if echo_user:
+            print(f"you> {text}", file=out)
+        print("bot> ", end="", file=out, flush=True)
         for piece in stream:
             print(piece, end="", file=out, flush=True)
         print(file=out)
