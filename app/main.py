@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     from engine import settings as settings_file
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    from app.gc_guard import GuiThreadCollector
+
+    collector = GuiThreadCollector(app)  # noqa: F841 (lives as long as the app)
     app.setApplicationName("Talk To Transformers")
     app.setDesktopFileName("talk-to-transformers")
     icon = paths.resources_dir() / "icons" / "talk-to-transformers.svg"

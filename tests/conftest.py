@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -18,6 +19,18 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 # Qt renders real widgets without a display; with no display and no platform set it would
 # abort the whole process (exit 134) instead of raising.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+@pytest.fixture(autouse=True)
+def collect_garbage_on_the_main_thread():
+    """Cyclic GC only here, between tests, on the main thread (as the app does: app/gc_guard).
+
+    Left automatic, a collection can start in a worker thread and free a cycle holding a Qt
+    widget there, which segfaults the whole run.
+    """
+    gc.disable()
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="session", autouse=True)

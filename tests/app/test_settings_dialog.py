@@ -363,7 +363,9 @@ def test_speaker_tone_is_heard_by_the_microphone(qtbot, open_dialog, pulse):
     names = [dialog.output_combo.itemText(i) for i in range(dialog.output_combo.count())]
     assert len(names) > 1, names  # the sound server's devices are listed
     dialog.test_microphone()
-    qtbot.wait(200)
+    # The tone (0.6 s) must fall inside the 2 s recording: give the worker time to open the
+    # microphone first (under load that took longer than 0.2 s and the tone was missed).
+    qtbot.wait(800)
     dialog.test_speaker()
     qtbot.waitUntil(lambda: dialog.test_mic_button.isEnabled()
                     and dialog.test_speaker_button.isEnabled(), timeout=10000)
