@@ -66,6 +66,7 @@ class Controller(QObject):
     # -- loading ------------------------------------------------------------------------------
     def start(self) -> None:
         """Load the persona, speech recognition and the voice model in the background."""
+        self.workers.run(_sweep_leftovers)  # what a killed earlier run left half-written
         self.load_persona(self.settings.persona)
         self.load_recognizer()
         self.load_voice_output()
@@ -458,3 +459,9 @@ class Controller(QObject):
             self.player = None
         self._session_store.close()
         self.store.close()
+
+
+def _sweep_leftovers() -> None:
+    from engine.fsutil import sweep_leftovers
+
+    sweep_leftovers(paths.data_dir())

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+# Temporaries are named ``.<target>-<pid>-<random>.partial`` (folders) or ``….tmp`` (files):
+# hidden from every listing, and marked with the writer's process id so a later start can tell
+# one abandoned by a killed process from one another running process is still writing.
+PARTIAL_SUFFIX = ".partial"
+_LEFTOVER = re.compile(r"^\..+-(\d+)-[a-z0-9_]+\.(partial|tmp)$")
+
+
+def _temp_prefix(name: str) -> str:
+    return f".{name}-{os.getpid()}-"
 
 
 def slug(name: str) -> str:
@@ -27,7 +38,8 @@ def atomic_folder(target: Path) -> Iterator[Path]:
     leaves at most a hidden temporary folder, never a half-written persona, voice or model.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target.name), suffix=PARTIAL_SUFFIX,
+                                dir=target.parent))
     try:
         yield tmp
         os.replace(tmp, target)
@@ -44,7 +56,7 @@ def open_atomic(path: Path) -> Iterator[IO[str]]:
     half: the data is flushed to disk before the rename, which is atomic on one file system.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path.name), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
             yield out
@@ -60,3 +72,51 @@ def atomic_write_text(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` all at once (see :func:`open_atomic`)."""
     with open_atomic(path) as out:
         out.write(text)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but is not ours (or cannot tell): leave its files alone
+    return True
+
+
+def sweep_leftovers(root: Path, *, depth: int = 3) -> list[Path]:
+    """Delete the temporaries that killed processes left under ``root``; returns them.
+
+    Only names this module gives its temporaries are touched, and only when the process that
+    wrote them is gone, so a pull or save running in another process is never disturbed.
+    """
+    removed: list[Path] = []
+    root = Path(root)
+    if not root.is_dir():
+        return removed
+    level = [root]
+    for _ in range(depth + 1):
+        below: list[Path] = []
+        for folder in level:
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                match = _LEFTOVER.match(entry.name)
+                if match and not _process_alive(int(match.group(1))):
+                    path = Path(entry.path)
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            shutil.rmtree(path)
+                        else:
+                            path.unlink(missing_ok=True)
+                    except OSError:
+                        continue  # read-only or vanished: harmless, it stays hidden
+                    removed.append(path)
+                elif entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+                    below.append(Path(entry.path))
+        level = below
+    return removed

@@ -333,7 +333,7 @@ class SaveCounts:
     finished_before_kill: int = 0  # the save was complete when the kill came (or it ended)
     half_written_listed: int = 0  # must stay 0
     reruns_ok: int = 0
-    leftover_temporaries: int = 0  # hidden '.name-*' folders a killed save left (never listed)
+    leftover_temporaries: int = 0  # hidden temporaries a killed save left after the next start
     problems: list[str] = field(default_factory=list)
 
 
@@ -506,7 +506,7 @@ def summary(chat: ChatCounts | None, saves: list[SaveCounts]) -> str:
             f"({save.finished_before_kill} complete when killed)",
             f"    half-written listed:     {save.half_written_listed}",
             f"    reruns succeeded:        {save.reruns_ok}/{save.runs}",
-            f"    hidden temporaries left: {save.leftover_temporaries} (never listed)",
+            f"    hidden temporaries left after the next start: {save.leftover_temporaries}",
         ]
     lines.append("  training killed -> resumes from its last checkpoint: covered by "
                  "tests/test_train.py")

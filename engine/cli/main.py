@@ -198,6 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sweep_leftovers() -> None:
+    """Remove what a killed earlier run left half-written (hidden, never listed anyway)."""
+    from engine import paths
+    from engine.fsutil import sweep_leftovers
+
+    try:
+        for path in sweep_leftovers(paths.data_dir()):
+            logging.getLogger(__name__).info("removed %s, left by a process that was killed",
+                                             path)
+    except OSError:
+        pass  # a data folder that cannot be read is reported by the command that needs it
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status."""
     parser = build_parser()
@@ -206,6 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.verbose:
         _quiet_libraries()
+    _sweep_leftovers()
     command = args.command or "chat"
     if args.command is None:
         args = parser.parse_args([*(["-v"] if args.verbose else []), "chat"])
