@@ -30,12 +30,20 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                              "benchmarks/startup.py")
     parser.add_argument("--quit-when-ready", action="store_true",
                         help="quit as soon as the persona is ready (or failed)")
+    parser.add_argument("--self-check", action="store_true",
+                        help="check this install offline (window, chat, store, speech, audio, "
+                             "bundled models) in a temporary data folder, print a line per "
+                             "check and exit: 0 when all pass")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Open the window; returns the exit status."""
     args = _parse(argv)
+    if args.self_check:
+        from app.self_check import run
+
+        return run()
     if not _has_display():
         print("error: no display found (DISPLAY / WAYLAND_DISPLAY are not set), so the window "
               "cannot open.\nhint: run it in a desktop session; on a server use "

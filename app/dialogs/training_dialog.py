@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.launcher import training_command_prefix
 from app.widgets.banner import Banner
 from engine.errors import TalkError
 from training.cli import STAGES, format_duration
@@ -278,7 +279,7 @@ class TrainingDialog(QDialog):
         name = self.name_edit.text().strip()
         if not name:
             raise TalkError("Give the persona a name.", code="training_name_missing")
-        args = ["-m", "training", "all", "--progress-json", "--name", name,
+        args = [*training_command_prefix(), "all", "--progress-json", "--name", name,
                 "--base", self.base_ref(), "--method", self.method_combo.currentData(),
                 "--epochs", str(self.epochs_spin.value()),
                 "--batch-size", str(self.batch_spin.value())]

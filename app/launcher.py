@@ -1,0 +1,34 @@
+"""The bundle's single executable: the window, or with a command the terminal interface.
+
+A PyInstaller bundle has one program, ``talk-to-transformers``: with no command (or only the
+window's flags, such as ``--self-check``) it opens the window; with a command (``chat``,
+``talk``, ``models``, ``train`` …) it is the command line. Installs from pip keep the two
+separate entry points, which both still work.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+
+def frozen() -> bool:
+    """Whether this is a PyInstaller bundle (``sys.executable`` is the app, not Python)."""
+    return bool(getattr(sys, "frozen", False))
+
+
+def training_command_prefix() -> list[str]:
+    """Arguments after ``sys.executable`` that start the trainer (``… all --name …``)."""
+    return ["train"] if frozen() else ["-m", "training"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dispatch to the window or the command line; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and not args[0].startswith("-"):
+        from app.cli import main as cli_main
+
+        return cli_main(args)
+    from app.main import main as window_main
+
+    return window_main(args)
