@@ -25,3 +25,20 @@ class MemoryKeyring(KeyringBackend):
         if (service, username) not in self.store:
             raise keyring.errors.PasswordDeleteError(username)
         del self.store[(service, username)]
+
+
+class EnvKeyring(MemoryKeyring):
+    """The OS keyring of a child process: starts with the JSON in ``TEST_KEYRING`` (never a file).
+
+    Selected with ``PYTHON_KEYRING_BACKEND=tests.keyrings.EnvKeyring``, so a subprocess finds
+    a secret "in its keyring" the way an installed app would.
+    """
+
+    def __init__(self) -> None:
+        import json
+        import os
+
+        super().__init__()
+        for key, value in json.loads(os.environ.get("TEST_KEYRING", "{}")).items():
+            service, _, username = key.partition("/")
+            self.store[(service, username)] = value

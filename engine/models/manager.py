@@ -182,10 +182,13 @@ def pull(ref: str, *, progress: Callable[[str], None] = print,
     from huggingface_hub import constants as hub_constants
     from huggingface_hub import errors as hub_errors
 
+    from engine.secrets import hf_token
+
     bytes_progress = _ByteProgress(entry, on_bytes, cancel, None)
     bytes_progress.check()
+    token = hf_token()  # the keyring's (gated models); None lets the Hub library use HF_TOKEN
     try:
-        info = huggingface_hub.HfApi().model_info(entry.repo_id, files_metadata=True)
+        info = huggingface_hub.HfApi(token=token).model_info(entry.repo_id, files_metadata=True)
         files = [s.rfilename for s in info.siblings or []]
         # Prefer safetensors; fall back to PyTorch .bin (loaded with weights_only by transformers).
         weights = ["*.safetensors"] if any(f.endswith(".safetensors") for f in files) else ["*.bin"]
@@ -200,7 +203,7 @@ def pull(ref: str, *, progress: Callable[[str], None] = print,
             # The voice model is looked up by its "main" ref, which only a branch pull records;
             # a persona records the commit in persona.json instead.
             entry.repo_id, revision=None if entry.kind == "tts" else info.sha,
-            allow_patterns=patterns, tqdm_class=bytes_progress.tqdm_class(),
+            allow_patterns=patterns, tqdm_class=bytes_progress.tqdm_class(), token=token,
         )
     except PullCancelled:
         raise
