@@ -20,8 +20,9 @@ def _has_display() -> bool:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
+    frozen = bool(getattr(sys, "frozen", False))  # the bundle: one program for both
     parser = argparse.ArgumentParser(
-        prog="talk-to-transformers-app",
+        prog="talk-to-transformers" if frozen else "talk-to-transformers-app",
         description="Talk To Transformers: the desktop window. For the terminal, use "
                     "`talk-to-transformers chat` or `talk`.")
     parser.add_argument("--report-startup", action="store_true",

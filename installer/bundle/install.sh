@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Run from the unpacked bundle folder: adds Talk To Transformers to the application menu and
+# `talk-to-transformers` to ~/.local/bin (for the current user; nothing outside your home).
+#
+#   bash install.sh            # install
+#   bash install.sh --remove   # take both out again (your conversations and voices stay)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+share="${XDG_DATA_HOME:-$HOME/.local/share}"
+entry="$share/applications/talk-to-transformers.desktop"
+icon="$share/icons/hicolor/scalable/apps/talk-to-transformers.svg"
+link="$HOME/.local/bin/talk-to-transformers"
+
+if [ "${1:-}" = "--remove" ]; then
+  rm -f "$entry" "$icon"
+  [ -L "$link" ] && rm -f "$link"
+  echo "Removed the menu entry and $link."
+  exit 0
+fi
+exe="$here/talk-to-transformers"
+[ -x "$exe" ] || { echo "error: $exe not found; run this from the bundle folder." >&2; exit 1; }
+mkdir -p "$(dirname "$entry")" "$(dirname "$icon")" "$(dirname "$link")"
+cp "$here/talk-to-transformers.svg" "$icon"
+sed "s|^Exec=.*|Exec=\"$exe\"|" "$here/talk-to-transformers.desktop" > "$entry"
+ln -sfn "$exe" "$link"
+command -v update-desktop-database >/dev/null && update-desktop-database -q "$(dirname "$entry")" || true
+echo "Installed: $entry and $link"
