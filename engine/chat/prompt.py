@@ -110,6 +110,7 @@ def _chat_template(
         if estimate > budget and start < len(history):
             break
         start = i
+    start = _opening_user_turn(history, start)
     while True:
         window = list(history[start:])
         ids = _render(tokenizer, window, system_prompt)
@@ -117,12 +118,19 @@ def _chat_template(
             break
         if len(window) == 1:
             raise _too_long(len(ids), budget)
-        start += 1
-        # Templates expect the conversation to open with a user message.
-        while start < len(history) - 1 and history[start].role != "user":
-            start += 1
+        start = _opening_user_turn(history, start + 1)
     text = tokenizer.decode(ids, skip_special_tokens=False)
     return Prompt(ids, text, len(history) - start, start)
+
+
+def _opening_user_turn(history: Sequence[Turn], start: int) -> int:
+    """The first user turn from ``start`` on: templates expect a conversation to open with one.
+
+    Some (Mistral's, Gemma's) raise an error when roles do not alternate from a user turn.
+    """
+    while start < len(history) - 1 and history[start].role != "user":
+        start += 1
+    return start
 
 
 def _render(tokenizer: Any, turns: Sequence[Turn], system_prompt: str | None) -> list[int]:
