@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +31,7 @@ from engine.cli.main import main as engine_main
 from engine.secrets import HF_TOKEN_KEY, SERVICE
 from engine.store import ConversationStore
 from tests import fake_hub, fake_reddit
+from tests.http_serving import serving
 from tests.keyrings import MemoryKeyring
 from training.cli import main as train_main
 
@@ -125,18 +125,6 @@ def debug_log(path: Path) -> Iterator[None]:
         for logger, level, propagate in saved:
             logger.setLevel(level)
             logger.propagate = propagate
-
-
-@contextmanager
-def serving(server) -> Iterator[str]:
-    thread = threading.Thread(target=server.serve_forever, name="serve-privacy", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 class _RecordingRedditHandler(fake_reddit._Handler):

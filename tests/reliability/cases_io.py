@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
+from tests.http_serving import serving
 from tests.reliability.matrix import Case, Ctx, Got, expect_error
 
 # -- Reddit (real praw over HTTP against tests/fake_reddit.FakeReddit) --------------------------
@@ -154,17 +154,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-@contextmanager
-def _serving(mode: str) -> Iterator[str]:
-    server = _Server(mode)
-    thread = threading.Thread(target=server.serve_forever, name="serve-matrix", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+def _serving(mode: str):
+    return serving(_Server(mode), name="serve-matrix")
 
 
 def _remote_turn(ctx: Ctx, url: str) -> Got:
