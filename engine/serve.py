@@ -2,7 +2,8 @@
 
 So a model can run on a GPU box and be chatted with from a laptop through the remote backend
 (or any TGI client). One model generates one reply at a time; a few requests may wait, and
-those beyond that get 503 with ``Retry-After`` at once instead of hanging.
+those beyond that get 503 with ``Retry-After`` at once instead of hanging. A client that stalls
+(a socket read or write waits on it for ``CLIENT_TIMEOUT_S``) is dropped.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import sys
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,6 +26,10 @@ from engine.errors import TalkError
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 4 * 1024 * 1024  # a prompt larger than this is not a chat prompt
+# Seconds one socket read or write may wait for a client. A client that stops sending its
+# request, or stops reading its stream once the kernel's buffers are full, is dropped after
+# this instead of holding its thread (and, while streaming, the model) for ever.
+CLIENT_TIMEOUT_S = 60.0
 # TGI parameters mapped onto our decoding options; others are accepted and ignored.
 _PARAMS = {
     "do_sample": "do_sample", "temperature": "temperature", "top_k": "top_k", "top_p": "top_p",
@@ -40,12 +47,17 @@ class ChatServer(ThreadingHTTPServer):
     """HTTP server holding one :class:`LocalChat`."""
 
     daemon_threads = True
+    # Listen backlog. With socketserver's default of 5, a burst of clients connecting at once
+    # overflows it: the kernel resets some connections or drops them for a 1 s SYN retry,
+    # instead of each one reaching a handler and getting its 503 at once.
+    request_queue_size = 128
 
     def __init__(self, chat: LocalChat, address: tuple[str, int], *, token: str | None = None,
-                 max_waiting: int = 4):
+                 max_waiting: int = 4, client_timeout_s: float = CLIENT_TIMEOUT_S):
         super().__init__(address, _Handler)
         self.chat = chat
         self.token = token
+        self.client_timeout_s = client_timeout_s
         self.generate_lock = threading.Lock()  # one generation at a time on one model
         self.slots = threading.BoundedSemaphore(1 + max_waiting)
 
@@ -55,10 +67,23 @@ class ChatServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away or timed out is logged in one line, not a traceback."""
+        err = sys.exc_info()[1]
+        if isinstance(err, (ConnectionError, TimeoutError)):
+            log.info("%s dropped: %s", client_address[0], err)
+            return
+        super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: ChatServer
     protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        """Apply the server's client timeout to this connection's socket."""
+        self.timeout = self.server.client_timeout_s
+        super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
         # The request line only: headers (and so the bearer token) are never logged.
@@ -102,11 +127,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.SERVICE_UNAVAILABLE, "Model is overloaded; retry shortly.",
                         "overloaded", headers={"Retry-After": "1"})
             return
+        slot = _Slot(self.server.slots)
         try:
             with self.server.generate_lock:
-                self._generate(prompt, options, stream, as_list=self.path == "/")
+                self._generate(prompt, options, stream, self.path == "/", slot.release)
         finally:
-            self.server.slots.release()
+            slot.release()
 
     # -- helpers ------------------------------------------------------------------------------
     def _authorised(self) -> bool:
@@ -158,7 +184,13 @@ class _Handler(BaseHTTPRequestHandler):
         return ids, options, bool(body.get("stream"))
 
     def _generate(self, ids: list[int], options: DecodingOptions, stream: bool,
-                  as_list: bool) -> None:
+                  as_list: bool, finished: Callable[[], None]) -> None:
+        """Generate and answer; ``finished()`` runs once the model is done, before the last bytes.
+
+        So a client that sends its next request the moment it has read a reply finds the slot
+        free: released after the last write, it would race the client and get a 503 it should
+        not.
+        """
         cancel = CancelToken()
         pieces = self.server.chat.generate(ids, cancel, options)
         if not stream:
@@ -167,6 +199,7 @@ class _Handler(BaseHTTPRequestHandler):
             except TalkError as err:
                 self._error(HTTPStatus.INTERNAL_SERVER_ERROR, err.message, "generation")
                 return
+            finished()
             payload = {"generated_text": text}
             self._json(HTTPStatus.OK, [payload] if as_list else payload)
             return
@@ -182,10 +215,11 @@ class _Handler(BaseHTTPRequestHandler):
                 text.append(piece)
                 self._event({"token": {"id": 0, "text": piece, "logprob": 0.0, "special": False},
                              "generated_text": None, "details": None})
+            finished()
             self._event({"token": {"id": 0, "text": "", "logprob": 0.0, "special": True},
                          "generated_text": "".join(text), "details": None})
-        except (BrokenPipeError, ConnectionResetError):
-            cancel.cancel()  # the client went away: stop generating for nobody
+        except OSError:  # the client went away or stopped reading (timeout)
+            cancel.cancel()  # stop generating for nobody
             pieces.close()
         except TalkError as err:
             self._event({"error": err.message, "error_type": "generation"})
@@ -210,7 +244,22 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(status, {"error": message, "error_type": error_type}, headers)
 
 
+class _Slot:
+    """One taken place of the server's capacity (waiting or generating), given back once."""
+
+    def __init__(self, slots: threading.BoundedSemaphore):
+        self.slots = slots
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.slots.release()
+
+
 def make_server(chat: LocalChat, host: str = "127.0.0.1", port: int = 8080, *,
-                token: str | None = None, max_waiting: int = 4) -> ChatServer:
+                token: str | None = None, max_waiting: int = 4,
+                client_timeout_s: float = CLIENT_TIMEOUT_S) -> ChatServer:
     """Bind the server (port 0 picks a free one); call ``serve_forever`` to run it."""
-    return ChatServer(chat, (host, port), token=token, max_waiting=max_waiting)
+    return ChatServer(chat, (host, port), token=token, max_waiting=max_waiting,
+                      client_timeout_s=client_timeout_s)
