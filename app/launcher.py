@@ -22,10 +22,15 @@ def training_command_prefix() -> list[str]:
     return ["train"] if frozen() else ["-m", "training"]
 
 
+# The window's own flags; any other argument (a command, or the command line's -v/--version)
+# belongs to the command line.
+WINDOW_FLAGS = {"--self-check", "--report-startup", "--quit-when-ready", "-h", "--help"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch to the window or the command line; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and not args[0].startswith("-"):
+    if any(arg not in WINDOW_FLAGS for arg in args):
         from app.cli import main as cli_main
 
         return cli_main(args)

@@ -24,7 +24,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="talk-to-transformers" if frozen else "talk-to-transformers-app",
         description="Talk To Transformers: the desktop window. For the terminal, use "
-                    "`talk-to-transformers chat` or `talk`.")
+                    "`talk-to-transformers chat` or `talk`"
+                    + (" (all commands: `talk-to-transformers -h`)." if not frozen else
+                       "; commands: chat, talk, listen, transcribe, devices, models, voices, "
+                       "serve, token, train (`talk-to-transformers chat -h` for one's options)."))
     parser.add_argument("--report-startup", action="store_true",
                         help="print when the window is shown and when the persona is ready "
                              "(seconds since the process started); used by "

@@ -2,24 +2,39 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-# Temporaries are named ``.<target>-<pid>-<random>.partial`` (folders) or ``….tmp`` (files):
-# hidden from every listing, and marked with the writer's process id so a later start can tell
-# one abandoned by a killed process from one another running process is still writing.
+# Temporaries are named ``.<target>-<host>x<pid>-<random>.partial`` (folders) or ``….tmp``
+# (files): hidden from every listing, and marked with the writer's process id so a later start
+# can tell one abandoned by a killed process from one another process is still writing. <host>
+# tags the machine and PID namespace: a process in a container, or on another computer sharing
+# this folder, has process ids this one cannot check, so its temporaries are never touched.
 PARTIAL_SUFFIX = ".partial"
-_LEFTOVER = re.compile(r"^\..+-(\d+)-[a-z0-9_]+\.(partial|tmp)$")
+_LEFTOVER = re.compile(r"^\..+-([0-9a-f]{6})x(\d{1,9})-[a-z0-9_]+\.(partial|tmp)$")
+
+
+def _host_tag() -> str:
+    try:
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        namespace = 0
+    return hashlib.sha1(f"{socket.gethostname()}:{namespace}".encode()).hexdigest()[:6]
+
+
+_HOST = _host_tag()
 
 
 def _temp_prefix(name: str) -> str:
-    return f".{name}-{os.getpid()}-"
+    return f".{name}-{_HOST}x{os.getpid()}-"
 
 
 def slug(name: str) -> str:
@@ -81,7 +96,7 @@ def _process_alive(pid: int) -> bool:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
+    except (OSError, OverflowError, ValueError):
         return True  # exists but is not ours (or cannot tell): leave its files alone
     return True
 
@@ -106,7 +121,7 @@ def sweep_leftovers(root: Path, *, depth: int = 3) -> list[Path]:
                 continue
             for entry in entries:
                 match = _LEFTOVER.match(entry.name)
-                if match and not _process_alive(int(match.group(1))):
+                if match and match.group(1) == _HOST and not _process_alive(int(match.group(2))):
                     path = Path(entry.path)
                     try:
                         if entry.is_dir(follow_symlinks=False):

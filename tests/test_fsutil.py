@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.fsutil import atomic_folder, atomic_write_text, sweep_leftovers
+from engine.fsutil import _HOST, atomic_folder, atomic_write_text, sweep_leftovers
 
 
 def _kill_mid_write(target: Path, what: str) -> None:
@@ -62,7 +62,11 @@ def test_a_write_in_progress_in_a_live_process_is_left_alone(tmp_path):
 def test_other_hidden_files_and_user_files_are_never_touched(tmp_path):
     root = tmp_path / "data"
     keep = [root / ".settings.json.bak", root / "voices" / ".git", root / "notes-123-abc.tmp",
-            root / "personas" / ".step-000010.tmp"]
+            root / "personas" / ".step-000010.tmp",
+            # another machine's or container's (its process ids mean nothing here)
+            root / "personas" / ".big-0123abx999999999-abc_12.partial",
+            # a process id too large for os.kill
+            root / f".x-{_HOST}x99999999999999-ab.tmp"]
     for path in keep:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("mine")
@@ -85,7 +89,7 @@ def test_depth_limits_the_walk(tmp_path, depth):
     root = tmp_path / "data"
     deep = root / "a" / "b" / "c"
     deep.mkdir(parents=True)
-    leftover = deep / ".model-999999999-abc_12.partial"  # no such process
+    leftover = deep / f".model-{_HOST}x999999999-abc_12.partial"  # no such process
     leftover.mkdir()
     found = sweep_leftovers(root, depth=depth)
     assert (leftover in found) == (depth >= 3)

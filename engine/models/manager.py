@@ -186,7 +186,7 @@ def pull(ref: str, *, progress: Callable[[str], None] = print,
 
     bytes_progress = _ByteProgress(entry, on_bytes, cancel, None)
     bytes_progress.check()
-    token = hf_token()  # the keyring's (gated models); None lets the Hub library use HF_TOKEN
+    token = hf_token()  # keyring, then HF_TOKEN (gated models); None: the Hub library's own login
     try:
         info = huggingface_hub.HfApi(token=token).model_info(entry.repo_id, files_metadata=True)
         files = [s.rfilename for s in info.siblings or []]

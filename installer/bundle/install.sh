@@ -12,13 +12,24 @@ icon="$share/icons/hicolor/scalable/apps/talk-to-transformers.svg"
 link="$HOME/.local/bin/talk-to-transformers"
 
 if [ "${1:-}" = "--remove" ]; then
-  rm -f "$entry" "$icon"
-  [ -L "$link" ] && rm -f "$link"
-  echo "Removed the menu entry and $link."
+  # Only what points at this bundle (a source or pipx install may own the same names).
+  if grep -qF "Exec=\"$here/talk-to-transformers\"" "$entry" 2>/dev/null; then
+    rm -f "$entry" "$icon"
+  fi
+  if [ "$(readlink "$link" 2>/dev/null)" = "$here/talk-to-transformers" ]; then
+    rm -f "$link"
+  fi
+  echo "Removed this bundle's menu entry and command link."
   exit 0
 fi
 exe="$here/talk-to-transformers"
 [ -x "$exe" ] || { echo "error: $exe not found; run this from the bundle folder." >&2; exit 1; }
+if [ -e "$link" ] || [ -L "$link" ]; then
+  if [ "$(readlink "$link" 2>/dev/null)" != "$exe" ]; then
+    echo "error: $link already exists (another install?); remove it first." >&2
+    exit 1
+  fi
+fi
 mkdir -p "$(dirname "$entry")" "$(dirname "$icon")" "$(dirname "$link")"
 cp "$here/talk-to-transformers.svg" "$icon"
 sed "s|^Exec=.*|Exec=\"$exe\"|" "$here/talk-to-transformers.desktop" > "$entry"

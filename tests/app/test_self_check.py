@@ -50,6 +50,12 @@ def test_the_launcher_sends_commands_to_the_command_line(capsys, data_dir):
     assert "starter" in capsys.readouterr().out
 
 
+def test_the_launcher_sends_command_line_flags_to_the_command_line(capsys):
+    with pytest.raises(SystemExit) as exited:
+        launcher.main(["--version"])
+    assert exited.value.code == 0
+
+
 def test_the_launcher_opens_the_window_without_a_command(monkeypatch):
     seen = []
     monkeypatch.setattr("app.main.main", lambda args: seen.append(args) or 0)
