@@ -83,6 +83,24 @@ def open_atomic(path: Path) -> Iterator[IO[str]]:
         raise
 
 
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A hidden temporary path beside ``path`` for a library that writes files by name.
+
+    Whatever the body writes there replaces ``path`` when the body returns; if it raises (or
+    the process dies) ``path`` is untouched and the temporary is removed (or swept later).
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path.name), suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` all at once (see :func:`open_atomic`)."""
     with open_atomic(path) as out:

@@ -40,6 +40,7 @@ class Settings:
     remote_url: str = ""  # TGI / Inference Endpoint URL for the remote backend
     device: str = "auto"  # where local models run: auto (CUDA when present), cuda, cpu
     speak_replies: bool = True  # synthesise replies (when the voice model is pulled)
+    tts_model: str = "auto"  # voice model: a catalogue id, or auto (the device's default)
     sensitivity: int = 2  # hands-free voice detector strictness, 0 (lenient) to 3 (strict)
     hands_free: bool = False  # start in hands-free mode
 
@@ -66,6 +67,13 @@ class Settings:
                                                                                "https://")):
             found["chat_backend"] = ("the remote backend needs a URL starting with http:// or "
                                      "https://")
+        if self.tts_model != "auto":
+            from engine.models.catalogue import tts_catalogue
+
+            ids = [entry.id for entry in tts_catalogue()]
+            if self.tts_model not in ids:
+                found["tts_model"] = (f"voice model {self.tts_model!r} is not one of auto, "
+                                      + ", ".join(ids))
         if not 0 <= self.sensitivity <= 3:
             found["sensitivity"] = f"sensitivity {self.sensitivity} is outside 0-3"
         return found

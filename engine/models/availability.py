@@ -11,6 +11,7 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from engine import paths
 from engine.models.persona import Persona
@@ -121,8 +122,11 @@ class DiskUsage:
 def disk_usage() -> DiskUsage:
     """Bytes used now; hard-linked or symlinked files are counted once."""
     from engine.models.catalogue import catalogue, tts_catalogue
+    from engine.tts.runtime import CLONING_REPO, PLAIN_REPO
 
-    repos = {e.repo_id or e.base_model for e in catalogue() + tts_catalogue()}
+    repos = {e.repo_id or e.base_model for e in catalogue()}
+    if tts_catalogue():
+        repos |= {CLONING_REPO, PLAIN_REPO}
     return DiskUsage(
         personas=_unique_size([paths.personas_dir()]),
         converted=_unique_size([paths.cache_dir()]),
@@ -148,3 +152,14 @@ def _unique_size(roots: list[Path]) -> int:
                     seen.add((stat.st_dev, stat.st_ino))
                     total += stat.st_size
     return total
+
+
+def voice_model_ready(entry: Any) -> bool:
+    """Whether the catalogue voice model ``entry`` is pulled (weights and tokenizer cached)."""
+    from engine.errors import MissingDependencyError
+    from engine.tts.runtime import model_files
+
+    try:
+        return model_files(entry.config or "").ready()
+    except (MissingDependencyError, FileNotFoundError, ValueError):
+        return False

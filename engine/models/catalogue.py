@@ -22,6 +22,9 @@ class CatalogueEntry:
     repo_id: str | None = None
     base_model: str | None = None
     subreddit: str | None = None
+    config: str | None = None  # voice models: the pocket-tts config (e.g. english_7m_2026-10)
+    default_on: tuple[str, ...] = ()  # voice models: devices ("cpu", "cuda") it is the default on
+    int8_on_cpu: bool = False  # voice models: quantize on a CPU (pays off for the big one only)
 
 
 @functools.lru_cache(maxsize=1)
@@ -36,7 +39,8 @@ def catalogue() -> list[CatalogueEntry]:
 
 def tts_catalogue() -> list[CatalogueEntry]:
     """Voice models (the cloning TTS) that can be pulled."""
-    return [CatalogueEntry(**entry) for entry in _load().get("tts", [])]
+    return [CatalogueEntry(**{**entry, "default_on": tuple(entry.get("default_on", ()))})
+            for entry in _load().get("tts", [])]
 
 
 def catalogue_entry(ref: str) -> CatalogueEntry | None:

@@ -13,7 +13,8 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from engine.net import is_network_error
 
 if TYPE_CHECKING:
     from engine.chat.types import CancelToken
+    from engine.models.voice_pull import VoicePull
 
 # What a chat persona needs from a Hub repo; everything else (TF/Flax/ONNX weights) is skipped.
 _CONFIG_PATTERNS = ["*.json", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
@@ -151,10 +153,10 @@ def _brief(err: Exception) -> str:
 
 def pull(ref: str, *, progress: Callable[[str], None] = print,
          on_bytes: Callable[[int, int | None], None] | None = None,
-         cancel: CancelToken | None = None) -> Persona | None:
+         cancel: CancelToken | None = None) -> Persona | VoicePull:
     """Download the catalogue persona (or voice model) ``ref`` into the Hub cache.
 
-    A persona is registered and returned; a voice model returns None.
+    A persona is registered and returned; a voice model returns what it got (VoicePull).
 
     Args:
         ref: A catalogue id, name or repo id.
@@ -166,8 +168,9 @@ def pull(ref: str, *, progress: Callable[[str], None] = print,
 
     Raises:
         PersonaError: ``ref`` is not a pullable catalogue entry.
-        ModelNotAvailableError: the Hub cannot be reached (code ``hub_unreachable``) or the repo
-            does not exist.
+        ModelNotAvailableError: the Hub cannot be reached (code ``hub_unreachable``), the repo
+            does not exist, or it is gated (code ``gated``; a voice model then falls back to
+            its open weights instead).
         PullCancelled: ``cancel`` was cancelled (code ``cancelled``).
 
     """
@@ -175,51 +178,36 @@ def pull(ref: str, *, progress: Callable[[str], None] = print,
     if entry is None:
         raise PersonaError(f"{ref!r} is not in the catalogue.",
                            hint="See: talk-to-transformers models list", code="persona_not_found")
-    if entry.kind not in ("hub", "tts") or not entry.repo_id:
+    if entry.kind == "tts" and entry.config:
+        return _pull_voice_model(entry, progress, on_bytes, cancel)
+    if entry.kind != "hub" or not entry.repo_id:
         raise PersonaError(f"{entry.name} is {entry.kind}, not downloadable.",
                            code="persona_not_pullable")
     import huggingface_hub
     from huggingface_hub import constants as hub_constants
-    from huggingface_hub import errors as hub_errors
 
     from engine.secrets import hf_token
 
     bytes_progress = _ByteProgress(entry, on_bytes, cancel, None)
     bytes_progress.check()
     token = hf_token()  # keyring, then HF_TOKEN (gated models); None: the Hub library's own login
-    try:
+    with _hub_errors(entry):
         info = huggingface_hub.HfApi(token=token).model_info(entry.repo_id, files_metadata=True)
         files = [s.rfilename for s in info.siblings or []]
         # Prefer safetensors; fall back to PyTorch .bin (loaded with weights_only by transformers).
         weights = ["*.safetensors"] if any(f.endswith(".safetensors") for f in files) else ["*.bin"]
-        if entry.kind == "tts":  # the codec lives in a subfolder: take the whole tree
-            weights = [f"*/{p}" for p in _CONFIG_PATTERNS + weights] + weights
         patterns = _CONFIG_PATTERNS + weights
         bytes_progress.expected_total = _bytes_to_fetch(entry.repo_id, info, patterns)
         progress(f"Downloading {entry.name} ({entry.repo_id}, about {entry.size_mb} MB)...")
         bytes_progress.check()
         hub_constants.DOWNLOAD_CHUNK_SIZE = min(hub_constants.DOWNLOAD_CHUNK_SIZE, _CHUNK_BYTES)
         folder = huggingface_hub.snapshot_download(
-            # The voice model is looked up by its "main" ref, which only a branch pull records;
-            # a persona records the commit in persona.json instead.
-            entry.repo_id, revision=None if entry.kind == "tts" else info.sha,
+            # persona.json records the commit, so the persona stays on what was pulled.
+            entry.repo_id, revision=info.sha,
             allow_patterns=patterns, tqdm_class=bytes_progress.tqdm_class(), token=token,
         )
-    except PullCancelled:
-        raise
-    except (hub_errors.RepositoryNotFoundError, hub_errors.RevisionNotFoundError) as err:
-        raise ModelNotAvailableError(f"The Hub has no repository {entry.repo_id}.") from err
-    except (hub_errors.OfflineModeIsEnabled, hub_errors.LocalEntryNotFoundError, OSError) as err:
-        raise _offline_error(entry, err) from err
-    except Exception as err:
-        if is_network_error(err):
-            raise _offline_error(entry, err) from err
-        raise
     bytes_progress.check()  # a cancel that came with the last byte still wins
     bytes_progress.report(force=True)
-    if entry.kind == "tts":
-        progress(f"Downloaded to the Hugging Face cache: {folder}")
-        return None
     persona_json = {
         "schema_version": 1,
         "name": entry.name,
@@ -231,6 +219,60 @@ def pull(ref: str, *, progress: Callable[[str], None] = print,
     }
     progress(f"Downloaded to the Hugging Face cache: {folder}")
     return _install_folder(entry.id, persona_json, source=None)
+
+
+@contextmanager
+def _hub_errors(entry: CatalogueEntry) -> Iterator[None]:
+    """Turn the Hub library's failures into errors that say what to do."""
+    from huggingface_hub import errors as hub_errors
+
+    try:
+        yield
+    except PullCancelled:
+        raise
+    except hub_errors.GatedRepoError as err:
+        from engine.tts.pocket import cloning_hint
+
+        raise ModelNotAvailableError(
+            f"{entry.name} is gated on the Hub: its terms must be accepted first.",
+            hint=cloning_hint() if entry.kind == "tts" else
+            "Accept the terms on the model's Hub page, then save your token: "
+            "talk-to-transformers token set", code="gated") from err
+    except (hub_errors.OfflineModeIsEnabled, hub_errors.LocalEntryNotFoundError) as err:
+        # (before EntryNotFoundError: "not in the cache and no network" is one of those)
+        raise _offline_error(entry, err) from err
+    except (hub_errors.RepositoryNotFoundError, hub_errors.RevisionNotFoundError,
+            hub_errors.EntryNotFoundError) as err:
+        raise ModelNotAvailableError(
+            f"The Hub has no repository {entry.repo_id}." if entry.repo_id else
+            f"The Hub has no files for {entry.name} ({_brief(err)}).") from err
+    except OSError as err:
+        raise _offline_error(entry, err) from err
+    except Exception as err:
+        if is_network_error(err):
+            raise _offline_error(entry, err) from err
+        raise
+
+
+def _pull_voice_model(entry: CatalogueEntry, progress: Callable[[str], None],
+                      on_bytes: Callable[[int, int | None], None] | None,
+                      cancel: CancelToken | None) -> VoicePull:
+    from huggingface_hub import constants as hub_constants
+
+    from engine.models.voice_pull import pull_voice_model
+    from engine.secrets import hf_token
+
+    bytes_progress = _ByteProgress(entry, on_bytes, cancel, None)
+    bytes_progress.check()
+    progress(f"Downloading {entry.name} (about {entry.size_mb} MB)...")
+    hub_constants.DOWNLOAD_CHUNK_SIZE = min(hub_constants.DOWNLOAD_CHUNK_SIZE, _CHUNK_BYTES)
+    with _hub_errors(entry):
+        result = pull_voice_model(entry.config or "", token=hf_token(),
+                                  tqdm_class=bytes_progress.tqdm_class(),
+                                  check=bytes_progress.check, progress=progress)
+    bytes_progress.check()
+    bytes_progress.report(force=True)
+    return result
 
 
 def _bytes_to_fetch(repo_id: str, info: Any, patterns: list[str]) -> int | None:

@@ -21,6 +21,9 @@ class AudioChunk:
 class TextToSpeech(Protocol):
     """A voice-cloning synthesizer."""
 
+    rate: int  # Hz of the audio it produces
+    model_id: str  # which model speaks (for status lines)
+
     def synthesize(self, text: str, voice: Any | None) -> Iterator[AudioChunk]:
         """Speak ``text`` in ``voice`` (an enrolled Voice, or None for the model's own)."""
         ...
