@@ -2,8 +2,10 @@
 
 ``enqueue`` adds chunks (resampled to the device's rate); the stream's callback copies from the
 queue and nothing else. ``stop`` empties the queue; the callback then writes silence from its
-next block, so sound stops within one block (20 ms). Started/finished events per chunk are
-delivered from a small dispatcher thread, never from the audio callback.
+next block, so sound stops within one block (20 ms). A *piece* (a sentence) may arrive as many
+chunks while it is still being synthesised: its first chunk opens it (``starts``) and
+``end_piece`` (or ``ends``) closes it, and "speaking started/ended" is reported once per piece,
+from a small dispatcher thread, never from the audio callback.
 """
 
 from __future__ import annotations
@@ -45,8 +47,10 @@ class Player:
                  on_event: Callable[[str, str], None] | None = None):
         self.device = device
         self.on_event = on_event or (lambda kind, text: None)
-        self._chunks: deque[tuple[np.ndarray, str]] = deque()
+        # (audio, text, starts a piece); audio None marks the end of a piece.
+        self._chunks: deque[tuple[np.ndarray | None, str, bool]] = deque()
         self._current: tuple[np.ndarray, str] | None = None
+        self._open: str | None = None  # the piece being heard (started, not yet ended)
         self._pos = 0
         self._lock = threading.Lock()
         self._idle = threading.Event()
@@ -83,11 +87,25 @@ class Player:
                                             daemon=True)
         self._dispatcher.start()
 
-    def enqueue(self, samples: np.ndarray, rate: int, text: str = "") -> None:
-        """Queue mono float32 audio at ``rate`` to play after what is queued."""
+    def enqueue(self, samples: np.ndarray, rate: int, text: str = "", *, starts: bool = True,
+                ends: bool = True) -> None:
+        """Queue mono float32 audio at ``rate`` to play after what is queued.
+
+        By default the chunk is a whole piece. A piece streamed in chunks passes
+        ``starts=True, ends=False`` with its first chunk, ``starts=False, ends=False`` with the
+        rest, then calls :meth:`end_piece`.
+        """
         audio = resample(np.asarray(samples, dtype=np.float32), rate, self.rate)
         with self._lock:
-            self._chunks.append((audio, text))
+            self._chunks.append((audio, text, starts))
+            if ends:
+                self._chunks.append((None, text, False))
+            self._idle.clear()
+
+    def end_piece(self, text: str = "") -> None:
+        """Close the piece being queued: "speaking ended" comes once its audio has played."""
+        with self._lock:
+            self._chunks.append((None, text, False))
             self._idle.clear()
 
     @property
@@ -102,12 +120,12 @@ class Player:
     def stop(self) -> None:
         """Stop at once: drop the queue and the chunk playing."""
         with self._lock:
-            interrupted = self._current
+            interrupted, self._open = self._open, None
             self._chunks.clear()
             self._current = None
             self._idle.set()
         if interrupted is not None:
-            self._events.put(("speaking_ended", interrupted[1]))
+            self._events.put(("speaking_ended", interrupted))
 
     def close(self) -> None:
         """Stop and release the device."""
@@ -132,15 +150,22 @@ class Player:
                 if self._current is None:
                     if not self._chunks:
                         break
-                    self._current, self._pos = self._chunks.popleft(), 0
-                    self._events.put(("speaking_started", self._current[1]))
+                    chunk, text, starts = self._chunks.popleft()
+                    if chunk is None:  # the piece is over
+                        if self._open is not None:
+                            self._events.put(("speaking_ended", self._open))
+                            self._open = None
+                        continue
+                    if starts:
+                        self._open = text
+                        self._events.put(("speaking_started", text))
+                    self._current, self._pos = (chunk, text), 0
                 audio = self._current[0]
                 n = min(frames - filled, len(audio) - self._pos)
                 out[filled:filled + n] = audio[self._pos:self._pos + n]
                 filled += n
                 self._pos += n
                 if self._pos >= len(audio):
-                    self._events.put(("speaking_ended", self._current[1]))
                     self._current = None
             out[filled:] = 0
             if self._current is None and not self._chunks:

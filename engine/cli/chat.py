@@ -87,22 +87,38 @@ def _open(persona: Persona, args: argparse.Namespace, out: TextIO):
 def _voice_output(args: argparse.Namespace, persona: Persona, out: TextIO):
     """(tts, player, voice) for spoken replies, or None with the reason shown."""
     from engine.audio.player import Player
-    from engine.tts.pocket import DEFAULT_MODEL, PocketTTS
-    from engine.voices.store import find_voice
+    from engine.tts.pocket import CloningUnavailableError, PocketTTS
+    from engine.voices.builtin import find_any_voice
 
     try:
         ref = args.voice or persona.default_voice
-        voice = find_voice(ref) if ref else None
-        tts = PocketTTS(args.tts_model or DEFAULT_MODEL, device=args.tts_device)
+        voice = find_any_voice(ref)
+        tts = PocketTTS(args.tts_model, device=args.tts_device)
+        try:  # encode (or load) the voice now, not inside the first reply
+            tts.voice_state(voice)
+        except CloningUnavailableError as err:
+            print_error(err)
+            print("Speaking in the default built-in voice instead.", file=out)
+            voice = None
+            tts.voice_state(voice)
         player = Player(args.speaker_device)
         player.start()
     except TalkError as err:
         print_error(err)
         print("Replies will be text only.", file=out)
         return None
-    label = f"the voice {voice.name}" if voice else "the voice model's own default voice"
-    print(f"Replies are spoken in {label}.", file=out)
+    print(f"Replies are spoken in {_voice_label(voice)} ({tts.model_id}).", file=out)
     return tts, player, voice
+
+
+def _voice_label(voice) -> str:
+    from engine.voices.builtin import BuiltinVoice
+
+    if voice is None:
+        return "the default built-in voice (alba)"
+    if isinstance(voice, BuiltinVoice):
+        return f"the built-in voice {voice.name}"
+    return f"the voice {voice.name}"
 
 
 def _spoken_pipeline(session: ChatSession, voice_out):

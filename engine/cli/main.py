@@ -50,9 +50,10 @@ def _seconds(text: str) -> float:
 
 def _add_tts_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("voice output")
-    group.add_argument("--tts-model", default=None,
-                       help="Pocket TTS checkpoint: a folder or Hub id "
-                            "(default: eustlb/pocket-tts)")
+    group.add_argument("--tts-model", default="auto",
+                       help="voice model: a catalogue id (pocket-tts, pocket-tts-7m, "
+                            "pocket-tts-2m; see `models list`), or auto (default: the small "
+                            "model on a CPU, the full one on a GPU)")
     group.add_argument("--tts-device", choices=("auto", "cuda", "cpu"), default="auto")
     group.add_argument("--speaker-device", help="output device (number or part of its name)")
 
@@ -93,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--message", "-m", action="append", metavar="TEXT",
                       help="send TEXT and print the reply, without a prompt (repeatable)")
     chat.add_argument("--speak", action="store_true", help="speak replies aloud")
-    chat.add_argument("--voice", help="enrolled voice for spoken replies (default: the "
-                                      "persona's, else the model's own)")
+    chat.add_argument("--voice", help="voice for spoken replies: an enrolled one, or built-in "
+                                      "(builtin:alba, builtin:marius...); default: the "
+                                      "persona's, else builtin:alba")
     _add_tts_flags(chat)
     _add_decoding_flags(chat)
 
@@ -126,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     talk = sub.add_parser("talk", help="a spoken conversation: speak, hear the reply")
     talk.add_argument("--persona", "-p", metavar="P")
-    talk.add_argument("--voice", help="enrolled voice for replies (default: the persona's)")
+    talk.add_argument("--voice", help="enrolled or built-in voice (builtin:alba) for replies "
+                                      "(default: the persona's)")
     talk.add_argument("--remote", metavar="URL", help="chat model on a TGI server")
     talk.add_argument("--device-model", choices=("auto", "cuda", "cpu"), default="auto",
                       help="where the chat model runs")
@@ -186,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tts_flags(vpreview)
     say = sub.add_parser("say", help="speak text in a voice")
     say.add_argument("text")
-    say.add_argument("--voice", help="enrolled voice (default: the model's own voice)")
+    say.add_argument("--voice", help="enrolled voice, or a built-in one such as builtin:marius "
+                                     "(default: builtin:alba)")
     say.add_argument("--output", "-o", help="write a WAV file instead of playing")
     _add_tts_flags(say)
 

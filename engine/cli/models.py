@@ -19,9 +19,11 @@ def run_models(args: argparse.Namespace) -> int:
         _list()
     elif action == "pull":
         persona = manager.pull(args.name)
-        if persona is None:
-            print("Voice model ready. Replies can now be spoken: talk-to-transformers chat "
-                  "--speak")
+        if not isinstance(persona, Persona):
+            from engine.models.voice_pull import describe
+
+            print(describe(persona))
+            print("Replies can now be spoken: talk-to-transformers chat --speak")
         else:
             print(f"Ready: {persona.label}. Chat with it: talk-to-transformers chat "
                   f"-p {persona.id}")
@@ -72,12 +74,11 @@ def _list() -> None:
         if entry.description:
             print(f"  {'':<18} {entry.description}")
     print("\nVoice models:")
-    for entry in tts_catalogue():
-        from engine.tts.pocket import model_folder
+    from engine.models.availability import voice_model_ready
 
-        try:
-            model_folder(entry.repo_id or "")
-            state = "ready"
-        except TalkError:
-            state = f"pull: talk-to-transformers models pull {entry.id}"
+    for entry in tts_catalogue():
+        state = ("ready" if voice_model_ready(entry)
+                 else f"pull: talk-to-transformers models pull {entry.id}")
         print(f"  {entry.id:<18} {entry.name:<34} {entry.size_mb:>7} MB  {state}")
+        if entry.description:
+            print(f"  {'':<18} {entry.description}")

@@ -118,10 +118,10 @@ def _print_checks(verdict) -> None:
 
 
 def _tts(args: argparse.Namespace):
-    from engine.tts.pocket import DEFAULT_MODEL, PocketTTS
+    from engine.tts.pocket import PocketTTS
 
     print("Loading the voice model...", file=sys.stderr, flush=True)
-    return PocketTTS(args.tts_model or DEFAULT_MODEL, device=args.tts_device)
+    return PocketTTS(args.tts_model, device=args.tts_device)
 
 
 def _speak(samples: np.ndarray, rate: int, args: argparse.Namespace) -> None:
@@ -146,20 +146,35 @@ def _preview(args: argparse.Namespace) -> int:
 
 
 def _say(args: argparse.Namespace) -> int:
-    voice = store.find_voice(args.voice) if args.voice else None
+    from engine.tts.text import normalise
+    from engine.voices.builtin import find_any_voice
+
+    voice = find_any_voice(args.voice)
     if voice is None:
-        print("Speaking in the model's own default voice (no --voice given).", file=sys.stderr)
-    tts = _tts(args)
-    chunks = list(tts.synthesize(args.text, voice))
-    if not chunks:
+        print("Speaking in the default built-in voice (alba); choose one with --voice.",
+              file=sys.stderr)
+    if not normalise(args.text):
         print("Nothing to say: the text has no speakable words.", file=sys.stderr)
         return 1
-    audio = np.concatenate([c.samples for c in chunks])
+    tts = _tts(args)
     if args.output:
         import soundfile as sf
 
+        audio = np.concatenate([c.samples for c in tts.synthesize(args.text, voice)])
         sf.write(args.output, audio, tts.rate)
         print(f"Wrote {args.output} ({len(audio) / tts.rate:.1f} s).")
-    else:
-        _speak(audio, tts.rate, args)
+        return 0
+    from engine.audio.player import Player
+
+    # Streamed: each chunk plays as soon as it is decoded, while the rest is generated.
+    player = Player(args.speaker_device)
+    player.start()
+    try:
+        for i, chunk in enumerate(tts.synthesize(args.text, voice)):
+            player.enqueue(chunk.samples, chunk.rate, chunk.text, starts=i == 0, ends=False)
+        player.end_piece(args.text)
+        player.wait()
+        time.sleep(player.latency)  # the last block is still in the device's buffer
+    finally:
+        player.close()
     return 0

@@ -288,7 +288,11 @@ class VoicePipeline:
 
 
 class _Synthesis:
-    """Synthesises queued sentences on its own thread and hands the audio to the player."""
+    """Synthesises queued sentences on its own thread, handing each chunk to the player at once.
+
+    The first chunk of a sentence plays while the TTS still generates the rest. The device gate
+    is held for one sentence; a cancel closes the TTS stream, which stops it at the next frame.
+    """
 
     def __init__(self, pipeline: VoicePipeline, cancel: CancelToken, tts: Any, player: Any,
                  voice: Any):
@@ -316,19 +320,26 @@ class _Synthesis:
             if self.cancel.cancelled or self.error is not None:
                 continue  # drain the queue; nothing more is spoken
             try:
-                chunks = p.gate.run(lambda s=sentence: list(self.tts.synthesize(s, self.voice)))
-            except TalkError as err:
+                with p.gate:
+                    self._speak(sentence)
+            except TalkError as err:  # includes the speaker vanishing: the reply stays as text
                 self.error = err
-                continue
             except Exception as err:  # a model crash is a stage failure, not a dead thread
                 self.error = SynthesisError(f"Speech synthesis failed: {err}")
-                continue
-            p._mark("tts_first_chunk")
-            for chunk in chunks:
+
+    def _speak(self, sentence: str) -> None:
+        stream = self.tts.synthesize(sentence, self.voice)
+        started = False
+        try:
+            for chunk in stream:
                 if self.cancel.cancelled:
                     break
-                try:
-                    self.player.enqueue(chunk.samples, chunk.rate, chunk.text)
-                except TalkError as err:  # the speaker vanished: the reply stays as text
-                    self.error = err
-                    break
+                if not started:
+                    self.pipeline._mark("tts_first_chunk")
+                self.player.enqueue(chunk.samples, chunk.rate, chunk.text, starts=not started,
+                                    ends=False)
+                started = True
+        finally:
+            stream.close()  # stops the TTS at its next frame if we left early
+            if started:
+                self.player.end_piece(sentence)
