@@ -49,20 +49,18 @@ class EngineBackends:
 
         """
         from engine.audio.player import Player
-        from engine.tts.pocket import DEFAULT_MODEL, PocketTTS
+        from engine.tts.pocket import PocketTTS
 
-        tts = PocketTTS(DEFAULT_MODEL, device=settings.device)
+        tts = PocketTTS(settings.tts_model, device=settings.device)
         player = Player(settings.output_device)
         player.start()
         return tts, player
 
     def voice(self, name: str | None) -> Any:
-        """The enrolled voice ``name`` (None: the voice model's own voice)."""
-        if not name:
-            return None
-        from engine.voices.store import find_voice
+        """The voice ``name``: enrolled, or built-in (``builtin:alba``); None: the default."""
+        from engine.voices.builtin import find_any_voice
 
-        return find_voice(name)
+        return find_any_voice(name)
 
     def microphone(self, settings: Settings) -> Any:
         """An unopened microphone (``start`` opens it)."""

@@ -176,8 +176,7 @@ class Controller(QObject):
                 return
             self.tts, self.player = tts, player
             self._apply_voice_output()
-            who = f"the voice {self.voice.name}" if self.voice else "the model's own voice"
-            self._set_state("voice", READY, f"Replies are spoken in {who}.")
+            self._prepare_speaking_voice()
 
         def failed(err: TalkError) -> None:
             if generation != self._loads["voice"] or self._closing:
@@ -185,7 +184,7 @@ class Controller(QObject):
             # Not an error the person caused: say plainly that replies stay text, and why.
             hint = err.hint
             if err.code == "model_missing":  # the engine's hint names the CLI command
-                hint = "Download it in Models (Ctrl+M): Pocket TTS, about 450 MB."
+                hint = "Download a voice model in Models (Ctrl+M)."
             self._set_state("voice", FAILED, f"Replies are text only: {err.message}"
                             + (f" {hint}" if hint else ""))
 
@@ -193,19 +192,85 @@ class Controller(QObject):
                          on_done=loaded, on_error=failed)
 
     def set_voice(self, name: str | None) -> None:
-        """Speak replies in the enrolled voice ``name`` (None: the model's own)."""
+        """Speak replies in the voice ``name`` (enrolled or ``builtin:...``; None: default)."""
         try:
             self.voice = self.backends.voice(name)
         except TalkError as err:
             self.voice = None
             self.error.emit("Voice", err)
         self._apply_voice_output()
+        if self.tts is not None:
+            self._prepare_speaking_voice()
+
+    def _prepare_speaking_voice(self) -> None:
+        """Encode (or load) the speaking voice's state now, not inside the first reply."""
+        generation = self._loads["voice"]
+        voice, tts = self.speaking_voice(), self.tts
+        name = getattr(voice, "name", "the default voice")
+        self._set_state("voice", LOADING, f"Preparing {name} for the voice model…")
+
+        def ready(_: Any = None) -> None:
+            if generation == self._loads["voice"] and not self._closing:
+                self._set_state("voice", READY, self.voice_status())
+
+        def failed(err: TalkError) -> None:
+            if generation == self._loads["voice"] and not self._closing:
+                self._set_state("voice", READY, self.voice_status())
+                self.error.emit("Voice", err)
+
+        self.workers.run(self.prepare_voice, voice, tts, name="prepare voice", on_done=ready,
+                         on_error=failed)
+
+    def prepare_voice(self, voice: Any, tts: Any = None) -> str | None:
+        """Compute ``voice``'s state for the voice model (run it on a worker); the model's id.
+
+        None when no voice model is loaded: the state is then made on first use.
+        """
+        tts = tts if tts is not None else self.tts
+        if tts is None or not hasattr(tts, "voice_state"):
+            return None
+        if self.pipeline is not None:
+            self.pipeline.gate.run(tts.voice_state, voice)
+        else:
+            tts.voice_state(voice)
+        return str(tts.model_id)
+
+    def speaking_voice(self) -> Any:
+        """The voice replies are spoken in (None: the default built-in voice).
+
+        The chosen one, unless it is enrolled and only the weights without cloning are pulled.
+        """
+        from engine.voices.builtin import BuiltinVoice
+
+        if (self.voice is not None and not isinstance(self.voice, BuiltinVoice)
+                and self.tts is not None and not getattr(self.tts, "cloning", True)):
+            return None
+        return self.voice
+
+    @property
+    def voice_substituted(self) -> bool:
+        """Whether the chosen voice cannot be cloned and the default built-in voice speaks."""
+        return self.speaking_voice() is not self.voice
+
+    def voice_status(self) -> str:
+        """The status line for spoken replies (which voice, which model, and why not cloned)."""
+        text = f"Replies are spoken in {voice_label(self.speaking_voice())}"
+        if self.tts is not None:
+            text += f" ({self.tts.model_id})"
+        text += "."
+        if self.voice_substituted:
+            from engine.tts.pocket import cloning_hint
+
+            text += (f" {self.voice.name} needs the voice-cloning weights, which are not "
+                     f"downloaded. {cloning_hint()}")
+        return text
 
     def _apply_voice_output(self) -> None:
         if self.pipeline is not None:
             speak = self.settings.speak_replies and self.tts is not None
             self.pipeline.set_voice_output(self.tts if speak else None,
-                                           self.player if speak else None, self.voice)
+                                           self.player if speak else None,
+                                           self.speaking_voice())
 
     def apply_settings(self, new: Settings) -> None:
         """Use changed settings now, reloading only the parts they affect."""
@@ -216,8 +281,8 @@ class Controller(QObject):
         if (old.asr_backend, old.asr_model, old.language, old.device) != (
                 new.asr_backend, new.asr_model, new.language, new.device):
             self.load_recognizer()
-        if (old.speak_replies, old.output_device, old.device) != (
-                new.speak_replies, new.output_device, new.device):
+        if (old.speak_replies, old.output_device, old.device, old.tts_model) != (
+                new.speak_replies, new.output_device, new.device, new.tts_model):
             self.load_voice_output()
         if old.sensitivity != new.sensitivity or old.input_device != new.input_device:
             self._listener = None
@@ -465,3 +530,14 @@ def _sweep_leftovers() -> None:
     from engine.fsutil import sweep_leftovers
 
     sweep_leftovers(paths.data_dir())
+
+
+def voice_label(voice: Any) -> str:
+    """How the status line names the voice replies are spoken in."""
+    from engine.voices.builtin import BuiltinVoice
+
+    if voice is None:
+        return "the voice model's default voice"
+    if isinstance(voice, BuiltinVoice):
+        return f"the built-in voice {voice.name.capitalize()}"
+    return f"the voice {voice.name}"

@@ -7,6 +7,8 @@ network the engine's message is shown with what to do instead.
 
 from __future__ import annotations
 
+from typing import Any
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
@@ -135,8 +137,8 @@ class FirstRunPage(QWidget):
         """Stop a running download (the window calls this when it closes)."""
         self.pull_panel.cancel()
 
-    def _pulled(self, persona: Persona | None) -> None:
-        if persona is not None:
+    def _pulled(self, persona: Any) -> None:
+        if isinstance(persona, Persona):
             self.banner.show_message(f"{persona.label} is ready.", level="info")
             self.persona_ready.emit(persona.id)
 

@@ -305,11 +305,20 @@ class MainWindow(QMainWindow):
 
     def refresh_voices(self) -> None:
         """Reload the voice selector."""
+        from engine.models.catalogue import tts_catalogue
+        from engine.tts.runtime import pulled_builtin_voices
+        from engine.voices.builtin import BuiltinVoice
         from engine.voices.store import list_voices
 
         voices, _problems = list_voices()
         self.voice_combo.clear()
-        self.voice_combo.addItem("Model's own voice", None)
+        self.voice_combo.addItem("Default voice", None)
+        # Built-in voices of every pulled voice model; they speak without the cloning weights.
+        builtin = {name for entry in tts_catalogue()
+                   for name in pulled_builtin_voices(entry.config or "")}
+        for name in sorted(builtin):
+            voice = BuiltinVoice(name)
+            self.voice_combo.addItem(voice.label, voice.ref)
         for voice in voices:
             self.voice_combo.addItem(voice.name + (" (flagged)" if voice.flagged else ""),
                                      voice.name)
@@ -483,7 +492,8 @@ class MainWindow(QMainWindow):
         self.load_progress.setVisible(bool(loading))
         if part == "voice":
             self.voice_note.setText(text)
-            self.voice_note.setVisible(state != READY)
+            # Ready needs no note, unless the chosen voice cannot be cloned (it says why).
+            self.voice_note.setVisible(state != READY or self.controller.voice_substituted)
         if state == LOADING:
             self.stage_label.setText(text)
         elif state == READY and part == "chat":
@@ -522,8 +532,8 @@ class MainWindow(QMainWindow):
         self.controller.set_voice(name)
         self._save_settings(self.settings.replace(voice=name))
         if self.controller.states["voice"] == READY:
-            who = f"the voice {name}" if name else "the model's own voice"
-            self.voice_note.setText(f"Replies are spoken in {who}.")
+            self.voice_note.setText(self.controller.voice_status())
+            self.voice_note.setVisible(self.controller.voice_substituted)
 
     def _save_settings(self, settings: Settings) -> None:
         from engine import settings as settings_file
@@ -564,7 +574,8 @@ class MainWindow(QMainWindow):
                 self.controller.workers,
                 microphone_factory=lambda: self.controller.backends.microphone(
                     self.controller.settings),
-                preview=self.controller.preview_voice, parent=self)
+                preview=self.controller.preview_voice, prepare=self.controller.prepare_voice,
+                parent=self)
             self.voices_dialog.voices_changed.connect(self.refresh_voices)
         else:
             self.voices_dialog.refresh()

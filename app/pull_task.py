@@ -60,7 +60,7 @@ def pull_job(ref: str, *, progress: Any, cancel: CancelToken) -> Any:
 class PullPanel(QWidget):
     """Status line, progress bar and Cancel for one pull; hidden while idle."""
 
-    succeeded = Signal(object)  # the pulled Persona, or None for a voice model
+    succeeded = Signal(object)  # the pulled Persona, or a VoicePull for a voice model
     failed = Signal(object)  # a TalkError; a cancelled pull fails with code "cancelled"
     busy_changed = Signal(bool)
 

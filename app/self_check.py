@@ -4,8 +4,9 @@ Each check exercises one layer through the same code the app uses: the window (Q
 platform plugin), the chat engine (a tiny random GPT-2 persona built on the spot, so tokenizers,
 transformers, torch and safetensors load and generate), the conversation store (SQLite), the
 bundled speech model (faster-whisper / CTranslate2), audio (PortAudio, webrtcvad, soundfile),
-the starter persona's weights and the speaker encoder. Nothing is downloaded and the user's data
-folder is not touched: everything runs in a temporary data folder.
+the starter persona's weights, the speaker encoder and the voice runtime (pocket-tts and its
+model configs; the voice models themselves are pulled on demand). Nothing is downloaded and the
+user's data folder is not touched: everything runs in a temporary data folder.
 """
 
 from __future__ import annotations
@@ -124,6 +125,28 @@ def _speaker_encoder(work: Path) -> str:
     return f"GE2E weights loaded ({embedding.shape[0]}-dimensional embedding)"
 
 
+def _voice_runtime(work: Path) -> str:
+    import torch
+
+    from engine.models.availability import voice_model_ready
+    from engine.models.catalogue import tts_catalogue
+    from engine.tts.runtime import model_files, runtime
+
+    threads = torch.get_num_threads()
+    version = getattr(runtime(), "__version__", None)
+    if torch.get_num_threads() != threads:
+        raise RuntimeError("importing pocket-tts changed the process's torch threads")
+    states = []
+    for entry in tts_catalogue():
+        files = model_files(entry.config or "")  # its config ships with the runtime
+        if files.cloning is None and files.plain is None:
+            raise RuntimeError(f"the config of {entry.id} names no weights")
+        states.append(f"{entry.id} {'ready' if voice_model_ready(entry) else 'not pulled'}")
+    from importlib.metadata import version as dist_version
+
+    return f"pocket-tts {version or dist_version('pocket-tts')}; " + ", ".join(states)
+
+
 CHECKS: list[tuple[str, Check]] = [
     ("window", _window),
     ("chat", _chat),
@@ -132,6 +155,7 @@ CHECKS: list[tuple[str, Check]] = [
     ("audio", _audio),
     ("starter persona", _starter),
     ("speaker encoder", _speaker_encoder),
+    ("voice runtime", _voice_runtime),
 ]
 
 

@@ -9,6 +9,7 @@ banner at the top and the dialog keeps working.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -68,7 +69,7 @@ class Row:
 
 def build_rows() -> tuple[list[Row], list[TalkError]]:
     """The table's rows, and the errors of persona folders that could not be read."""
-    from engine.models.availability import hub_snapshot, weights_present
+    from engine.models.availability import voice_model_ready, weights_present
     from engine.models.manager import folder_size
     from engine.models.registry import list_personas
 
@@ -78,7 +79,7 @@ def build_rows() -> tuple[list[Row], list[TalkError]]:
     for entry in catalogue() + tts_catalogue():
         persona = by_id.pop(entry.id, None)
         if entry.kind == "tts":
-            ready = hub_snapshot(entry.repo_id or "") is not None
+            ready = voice_model_ready(entry)
             status = "ready" if ready else "not downloaded"
         elif persona is not None:
             ready = weights_present(persona)
@@ -244,10 +245,14 @@ class ModelsDialog(QDialog):
             self.banner.dismiss()
         self._update_buttons()
 
-    def _pulled(self, persona: Persona | None) -> None:
-        entry = self.pull_panel.entry
-        name = persona.label if persona is not None else (entry.name if entry else "The model")
-        self.banner.show_message(f"{name} is ready.", level="info")
+    def _pulled(self, result: Any) -> None:
+        if isinstance(result, Persona):
+            self.banner.show_message(f"{result.label} is ready.", level="info")
+        else:  # a voice model: say whether it can clone, and how to get cloning if not
+            from engine.models.voice_pull import describe
+
+            self.banner.show_message(describe(result), level="info" if result.cloning
+                                     else "warning")
         self.refresh()
         self.personas_changed.emit()
 

@@ -290,6 +290,15 @@ class SettingsDialog(QDialog):
         self.speak_check = QCheckBox("&Speak replies", box)
         self.speak_check.setChecked(self.settings.speak_replies)
         form.addRow(self.speak_check)
+        from engine.models.catalogue import tts_catalogue
+
+        self.tts_model_combo = _choice_combo(
+            box, {"auto": "Automatic (small model on a CPU, full model on a GPU)",
+                  **{e.id: f"{e.name} ({e.size_mb} MB)" for e in tts_catalogue()}},
+            self.settings.tts_model)
+        self.tts_model_combo.setToolTip("The Pocket TTS model that speaks replies; download it "
+                                        "in Models (Ctrl+M)")
+        form.addRow(_buddy("&Voice model:", self.tts_model_combo, box), self.tts_model_combo)
         self.sensitivity_slider = QSlider(Qt.Orientation.Horizontal, box)
         self.sensitivity_slider.setRange(0, 3)
         self.sensitivity_slider.setPageStep(1)
@@ -327,6 +336,7 @@ class SettingsDialog(QDialog):
             remote_url=self.remote_url_edit.text().strip(),
             device=self.device_combo.currentData(),
             speak_replies=self.speak_check.isChecked(),
+            tts_model=self.tts_model_combo.currentData(),
             sensitivity=self.sensitivity_slider.value(),
             hands_free=self.hands_free_check.isChecked(),
         )

@@ -34,7 +34,7 @@ from engine.errors import TalkError
 from engine.voices import store
 
 PREVIEW_TEXT = "Hello! This is how I sound. Shall we have a chat?"
-PULL_HINT = "Pull it: Models → Pocket TTS."
+PULL_HINT = "Pull it: Models → Pocket TTS English (or a smaller Pocket TTS model)."
 COLUMNS = ("Name", "Sample check", "Similarity", "Flagged")
 
 Preview = Callable[[store.Voice, str], None]  # synthesises ``text`` in ``voice`` and plays it
@@ -59,12 +59,14 @@ class VoicesDialog(QDialog):
     def __init__(self, workers: WorkerPool, *,
                  microphone_factory: Callable[[], Any] | None = None,
                  preview: Preview | None = None, countdown_s: int = COUNTDOWN_S,
+                 prepare: Callable[[Any], str | None] | None = None,
                  parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Voices")
         self.setModal(False)
         self.workers = workers
         self.preview = preview
+        self.prepare = prepare  # computes a new voice's state for the loaded voice model
         self._previewing = False
         self._voices: dict[str, store.Voice] = {}
         self.banner = Banner(self)
@@ -209,6 +211,20 @@ class VoicesDialog(QDialog):
     def _enrolled(self, voice: store.Voice) -> None:
         self.refresh(select=voice.id)
         self.voices_changed.emit()
+        if self.prepare is not None:
+            self.banner.show_message(f"Preparing {voice.name} for the voice model…", "info")
+            self.workers.run(self.prepare, voice, name="prepare voice",
+                             on_done=lambda model: self._prepared(voice, model),
+                             on_error=lambda err: self._prepare_failed(voice, err))
+
+    def _prepared(self, voice: store.Voice, model: str | None) -> None:
+        self.banner.show_message(
+            f"{voice.name} is ready to speak ({model})." if model else
+            f"{voice.name} is saved; it is prepared when the voice model first speaks in it.",
+            "info")
+
+    def _prepare_failed(self, voice: store.Voice, err: TalkError) -> None:
+        self.banner.show_message(err, title=f"{voice.name} is saved but cannot speak yet")
 
     def _show_message(self, message: TalkError | str, level: str) -> None:
         self.banner.show_message(message, level)
