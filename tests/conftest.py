@@ -73,6 +73,46 @@ def starter_chat():
     return LocalChat.load(find_persona("starter"), device="cpu")
 
 
+@pytest.fixture(scope="session")
+def pocket_repos(tmp_path_factory: pytest.TempPathFactory):
+    """A tiny random pocket-tts model's Hub files (both repos) and its config YAML."""
+    from tests.tiny_pocket_tts import build_pocket_repos
+
+    return build_pocket_repos(tmp_path_factory.mktemp("pocket") / "repos")
+
+
+@pytest.fixture(scope="session")
+def pocket_cache_dir(pocket_repos, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Hub cache holding the tiny pocket-tts model, as a pull leaves it (cloning weights)."""
+    from tests.tiny_pocket_tts import install_into_cache
+
+    cache = tmp_path_factory.mktemp("pocket-cache")
+    install_into_cache(pocket_repos, cache)
+    return cache
+
+
+@pytest.fixture
+def pocket_cache(pocket_cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point huggingface_hub (and child processes) at ``pocket_cache_dir``."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(pocket_cache_dir))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(pocket_cache_dir))
+    return pocket_cache_dir
+
+
+@pytest.fixture
+def quick_pocket_config(pocket_repos, pocket_cache: Path, tmp_path: Path) -> Path:
+    """The tiny model's config, ending each piece as early as allowed (about 9 frames)."""
+    import yaml
+
+    data = yaml.safe_load(pocket_repos.config.read_text(encoding="utf-8"))
+    data["default_eos_threshold"] = -1e9  # any end-of-speech score ends it
+    path = tmp_path / f"{pocket_repos.name}.yaml"  # same name: same cached files
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
 # Name prefixes of the threads the app starts (daemon threads too: they must still end).
 OUR_THREADS = ("chat-", "serve-", "pipeline-", "player-", "tts-", "capture-", "fake-player")
 

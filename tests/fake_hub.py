@@ -1,14 +1,18 @@
-"""A local stand-in for the Hugging Face Hub: enough of its HTTP API for ``snapshot_download``.
+"""A local stand-in for the Hugging Face Hub: enough of its API for the download functions.
 
-Serves one folder as a model repo at ``/api/models/{repo}`` (repo info), its ``/tree/{rev}``
-(file list) and ``/{repo}/resolve/{revision}/{file}`` (files, with the headers huggingface_hub
-reads).
+``snapshot_download`` and ``hf_hub_download`` both work against it.
+
+Serves folders as model repos at ``/api/models/{repo}`` (repo info), its ``/tree/{rev}``
+(file list) and ``/{repo}/resolve/{revision}/{path}`` (files, in subfolders too, with the
+headers huggingface_hub reads). A repo named in ``gated`` answers 401 with the Hub's
+``GatedRepo`` error code, as the real Hub does until its terms are accepted.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,10 +25,16 @@ class FakeHub(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, repo_id: str, folder: Path):
+    def __init__(self, repo_id: str | dict[str, Path], folder: Path | None = None, *,
+                 gated: tuple[str, ...] = ()):
         super().__init__(("127.0.0.1", 0), _Handler)
-        self.repo_id = repo_id
-        self.files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+        repos = repo_id if isinstance(repo_id, dict) else {repo_id: folder}
+        self.repos = {name: {p.relative_to(root).as_posix(): p.read_bytes()
+                             for p in sorted(root.rglob("*")) if p.is_file()}
+                      for name, root in repos.items()}
+        self.repo_id = next(iter(self.repos))
+        self.files = self.repos[self.repo_id]  # the first repo's files
+        self.gated = set(gated)
         self.requests: list[str] = []
         self.thread = threading.Thread(target=self.serve_forever, name="serve-fake-hub",
                                        daemon=True)
@@ -61,24 +71,38 @@ class _Handler(BaseHTTPRequestHandler):
         hub = self.server
         path = self.path.split("?")[0]
         hub.requests.append(f"{self.command} {path}")
-        info_prefix = f"/api/models/{hub.repo_id}"
-        file_prefix = f"/{hub.repo_id}/resolve/"
+        repo_id = next((r for r in hub.repos
+                        if path.startswith((f"/api/models/{r}", f"/{r}/resolve/"))), None)
+        if repo_id is None:
+            self._send(404, b"{}", {"X-Error-Code": "RepoNotFound"}, body)
+            return
+        files = hub.repos[repo_id]
+        if repo_id in hub.gated:
+            self._send(401, b'{"error": "gated"}', {
+                "X-Error-Code": "GatedRepo",
+                "X-Error-Message": f"Access to model {repo_id} is restricted. You must have "
+                                   "access to it and be authenticated to access it."}, body)
+            return
+        info_prefix = f"/api/models/{repo_id}"
+        file_prefix = f"/{repo_id}/resolve/"
         if path.startswith(info_prefix + "/tree/"):
             data = json.dumps([{"type": "file", "path": n, "size": len(c),
                                 "oid": hashlib.sha1(c).hexdigest()}
-                               for n, c in hub.files.items()]).encode()
+                               for n, c in files.items()]).encode()
             self._send(200, data, {"Content-Type": "application/json"}, body)
         elif path == info_prefix or path.startswith(info_prefix + "/revision/"):
-            data = json.dumps({"id": hub.repo_id, "modelId": hub.repo_id, "sha": COMMIT,
-                               "siblings": [{"rfilename": n} for n in hub.files]}).encode()
+            data = json.dumps({"id": repo_id, "modelId": repo_id, "sha": COMMIT,
+                               "siblings": [{"rfilename": n} for n in files]}).encode()
             self._send(200, data, {"Content-Type": "application/json"}, body)
         elif path.startswith(file_prefix):
-            name = path[len(file_prefix):].split("/", 1)[-1]
-            if name not in hub.files:
+            revision, _, name = path[len(file_prefix):].partition("/")
+            # A pinned commit is answered as itself, as the Hub does; a branch as COMMIT.
+            commit = revision if re.fullmatch(r"[0-9a-f]{40}", revision) else COMMIT
+            if name not in files:
                 self._send(404, b"{}", {"X-Error-Code": "EntryNotFound"}, body)
                 return
-            content = hub.files[name]
-            self._send(200, content, {"X-Repo-Commit": COMMIT,
+            content = files[name]
+            self._send(200, content, {"X-Repo-Commit": commit,
                                       "ETag": f'"{hashlib.sha256(content).hexdigest()}"'}, body)
         else:
             self._send(404, b"{}", {"X-Error-Code": "RepoNotFound"}, body)

@@ -46,16 +46,33 @@ class FakeChat:
 
 
 class FakeTTS:
-    rate = 24000
+    """Streams each sentence as ``chunks`` chunks of ``seconds``, ``chunk_delay`` s apart.
 
-    def __init__(self, seconds: float = 0.05, fail: Exception | None = None):
+    ``stopped`` lists the sentences whose stream was closed before its last chunk.
+    """
+
+    rate = 24000
+    model_id = "fake-tts"
+
+    def __init__(self, seconds: float = 0.05, fail: Exception | None = None, *,
+                 chunks: int = 1, chunk_delay: float = 0.0):
         self.seconds, self.fail, self.received = seconds, fail, []
+        self.chunks, self.chunk_delay, self.stopped = chunks, chunk_delay, []
 
     def synthesize(self, text, voice=None):
         self.received.append(text)
         if self.fail:
             raise self.fail
-        yield AudioChunk(np.zeros(int(self.rate * self.seconds), np.float32), self.rate, text)
+        done = 0
+        try:
+            for _ in range(self.chunks):
+                time.sleep(self.chunk_delay)
+                yield AudioChunk(np.zeros(int(self.rate * self.seconds), np.float32),
+                                 self.rate, text)
+                done += 1
+        finally:
+            if done < self.chunks:
+                self.stopped.append(text)
 
 
 class FakePlayer:
@@ -67,16 +84,25 @@ class FakePlayer:
         self.speed = speed
         self.on_event = lambda kind, text: None
         self.played: list[str] = []
-        self._queue: list[tuple[float, str]] = []
+        self.chunks = 0  # audio chunks received
+        # (seconds, text, starts a piece, ends it); seconds < 0 closes the player.
+        self._queue: list[tuple[float, str, bool, bool]] = []
         self._cond = threading.Condition()
         self._stop = False
         self._busy = False
         self._thread = threading.Thread(target=self._run, name="fake-player", daemon=True)
         self._thread.start()
 
-    def enqueue(self, samples, rate, text=""):
+    def enqueue(self, samples, rate, text="", *, starts=True, ends=True):
         with self._cond:
-            self._queue.append((len(samples) / rate, text))
+            self.chunks += 1
+            self._queue.append((len(samples) / rate, text, starts, ends))
+            self._busy = True
+            self._cond.notify_all()
+
+    def end_piece(self, text=""):
+        with self._cond:
+            self._queue.append((0.0, text, False, True))
             self._busy = True
             self._cond.notify_all()
 
@@ -92,7 +118,7 @@ class FakePlayer:
 
     def close(self):
         with self._cond:
-            self._queue.append((-1.0, ""))
+            self._queue.append((-1.0, "", False, False))
             self._cond.notify_all()
         self._thread.join()
 
@@ -100,18 +126,20 @@ class FakePlayer:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._queue)
-                seconds, text = self._queue.pop(0)
+                seconds, text, starts, ends = self._queue.pop(0)
                 self._stop = False
             if seconds < 0:
                 return
-            self.on_event("speaking_started", text)
+            if starts:
+                self.on_event("speaking_started", text)
             deadline = time.monotonic() + seconds / self.speed
             with self._cond:
                 self._cond.wait_for(lambda: self._stop, max(0.0, deadline - time.monotonic()))
                 stopped = self._stop
-            if not stopped:
-                self.played.append(text)
-            self.on_event("speaking_ended", text)
+            if stopped or ends:
+                if not stopped:
+                    self.played.append(text)
+                self.on_event("speaking_ended", text)
             with self._cond:
                 if not self._queue:
                     self._busy = False

@@ -87,6 +87,42 @@ def test_first_sentence_is_spoken_while_the_reply_is_generated(store, player):
     assert first_audio < reply_done
 
 
+def test_a_sentence_plays_from_its_first_chunk_while_the_rest_is_synthesised(store):
+    """Streamed TTS: first audio waits for one chunk, not the whole sentence."""
+    slow_player = FakePlayer(speed=1.0)
+    tts = FakeTTS(seconds=0.08, chunks=5, chunk_delay=0.1)  # 0.5 s to synthesise the sentence
+    pipeline, events, _ = make(store, FakeChat("Hello there."), tts=tts, player=slow_player)
+    try:
+        result = pipeline.run_text_turn("hi")
+    finally:
+        slow_player.close()
+    assert result.timings["first_audio"] < result.timings["tts_first_chunk"] + 0.08
+    assert result.timings["first_audio"] < 0.3  # long before the sentence's 0.5 s of synthesis
+    speaking = [(e.type, e.data["text"]) for e in events if e.type.startswith("speaking")]
+    assert speaking == [(ev.SPEAKING_STARTED, "Hello there."),
+                        (ev.SPEAKING_ENDED, "Hello there.")]  # once per sentence, not per chunk
+    assert slow_player.chunks == 5 and slow_player.played == ["Hello there."]
+
+
+def test_barge_in_stops_the_tts_stream_at_its_next_chunk(store):
+    slow_player = FakePlayer(speed=1.0)
+    tts = FakeTTS(seconds=0.08, chunks=50, chunk_delay=0.05)
+    pipeline, events, _ = make(store, FakeChat("A long sentence to say."), tts=tts,
+                               player=slow_player)
+    try:
+        pipeline.start_text_turn("talk")
+        deadline = time.monotonic() + 5
+        while not any(e.type == ev.SPEAKING_STARTED for e in events):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        pipeline.barge_in("user spoke")
+        pipeline.wait(5)
+    finally:
+        slow_player.close()
+    assert tts.stopped == ["A long sentence to say."]  # its stream was closed early
+    assert slow_player.chunks < 10
+
+
 def test_barge_in_stops_and_keeps_only_what_was_spoken(store):
     slow_player = FakePlayer(speed=1.0)
     chat = FakeChat("First sentence.", " Second", " sentence", " goes", " on", " and", " on.",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -18,13 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.audio
-def test_talk_push_to_talk_then_typed(pulse, tmp_path, tiny_persona_dir):
-    from tests.tiny_pocket_tts import build_tiny_pocket_tts
-
-    tts = build_tiny_pocket_tts(tmp_path / "tts")
-    config = json.loads((tts / "generation_config.json").read_text())
-    config["eos_threshold"] = -1e9  # each sentence ends after its minimum frames
-    (tts / "generation_config.json").write_text(json.dumps(config))
+def test_talk_push_to_talk_then_typed(pulse, tmp_path, tiny_persona_dir, quick_pocket_config):
+    tts = quick_pocket_config  # the tiny pocket-tts model, as pulled into a Hub cache
     wav = speak(SENTENCES[1], tmp_path, rate=48000, channels=2)
     data = tmp_path / "data"
     env = {**os.environ, "TTT_DATA_DIR": str(data), "PYTHONUNBUFFERED": "1"}
@@ -61,7 +55,7 @@ def test_talk_push_to_talk_then_typed(pulse, tmp_path, tiny_persona_dir):
     heard = out.split("you> ", 1)[1].splitlines()[0]
     print("heard:", heard)
     assert word_error_rate(SENTENCES[1], heard) <= 0.35
-    assert "Replies are spoken in the voice model's own default voice." in out
+    assert "Replies are spoken in the default built-in voice (alba)" in out
     store = ConversationStore(data / "conversations.sqlite3")
     turns = store.turns(store.latest_conversation())
     store.close()

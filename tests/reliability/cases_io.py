@@ -263,11 +263,11 @@ def speaker_vanishes_mid_turn(ctx: Ctx) -> Got:
     class Unplugged(FakePlayer):
         calls = 0
 
-        def enqueue(self, samples, rate, text=""):
+        def enqueue(self, samples, rate, text="", **piece):
             self.calls += 1
             if self.calls > 1:
                 raise PlaybackError("The speaker was unplugged.", code="device_lost")
-            super().enqueue(samples, rate, text)
+            super().enqueue(samples, rate, text, **piece)
 
     conv = ctx.seed_store()
     store = ConversationStore(ctx.data / "conversations.sqlite3")
