@@ -11,7 +11,7 @@ microphone. Playback is simulated in real time (the audio device is not the subj
 
 With no options it runs the test fixtures on CPU (tiny DialoGPT, bundled Whisper tiny.en, tiny
 Pocket TTS): the figures then show the pipeline, not real model speed. On a GPU machine:
-``--device cuda --persona dialogpt-large --asr-model small.en --tts-model eustlb/pocket-tts``.
+``--device cuda --persona dialogpt-large --asr-model small.en --tts-model pocket-tts``.
 
     .venv/bin/python benchmarks/turn_latency.py [--turns 10] [--json out.json]
 """
@@ -77,11 +77,19 @@ def main() -> None:
                                  **({"model": args.asr_model} if args.asr_model else {}))
     if args.tts_model:
         tts = PocketTTS(args.tts_model, device=args.device)
-    else:
-        from tests.tiny_pocket_tts import build_tiny_pocket_tts
+    else:  # a tiny random pocket-tts model, laid into a private Hub cache as a pull would
+        import yaml
+        from huggingface_hub import constants
 
-        tts = PocketTTS(str(build_tiny_pocket_tts(tmp / "tts")), device=args.device,
-                        max_frames=25)
+        from tests.tiny_pocket_tts import build_pocket_repos, install_into_cache
+
+        repos = build_pocket_repos(tmp / "pocket")
+        constants.HF_HUB_CACHE = str(tmp / "hf-cache")
+        install_into_cache(repos, tmp / "hf-cache")
+        config = yaml.safe_load(repos.config.read_text())
+        config["default_eos_threshold"] = -1e9  # each piece ends as early as allowed
+        repos.config.write_text(yaml.safe_dump(config))
+        tts = PocketTTS(str(repos.config), device=args.device)
     store = ConversationStore(tmp / "bench.sqlite3")
     clips = [speech_array(SENTENCES[i % len(SENTENCES)], tmp) for i in range(args.turns)]
     print(f"{args.turns} turns; chat {persona.name} on {chat.device}; ASR {args.asr} "
