@@ -506,7 +506,8 @@ class MainWindow(QMainWindow):
                 self._save_settings(self.settings.replace(persona=persona.id))
         elif state == FAILED and part == "chat":
             self.stage_label.setText("No persona loaded — see the message above.")
-        if not loading and self.controller.ready and self.stage_label.text().startswith("Load"):
+        if not loading and self.controller.ready and self.stage_label.text().startswith(
+                ("Load", "Preparing")):
             self.stage_label.setText("Ready")
         if (self.settings.hands_free and not self._hands_free_started and self.controller.ready
                 and self.controller.states["asr"] == READY):

@@ -80,10 +80,17 @@ class WorkerPool(QObject):
 
     def start(self, worker: Worker) -> Worker:
         """Run ``worker``; it is forgotten when done."""
-        self.running.add(worker)
-        worker.signals.done.connect(lambda w=worker: self.running.discard(w))
+        self._track(worker)
         self.pool.start(worker)
         return worker
+
+    def _track(self, worker: Worker) -> None:
+        if worker in self.running:
+            return
+        self.running.add(worker)
+        # Connected before any caller's slot: queued slots run one event each, so a caller's
+        # "done" handler (or a test waiting on it) then already sees the worker gone.
+        worker.signals.done.connect(lambda w=worker: self.running.discard(w))
 
     def run(self, fn: Callable[..., Any], *args: Any, on_done: Callable[[Any], None] | None = None,
             on_error: Callable[[TalkError], None] | None = None,
@@ -94,6 +101,7 @@ class WorkerPool(QObject):
         (Connecting to the returned worker's signals afterwards can miss a quick job's.)
         """
         worker = Worker(fn, *args, **kwargs)
+        self._track(worker)
         for signal, slot in ((worker.signals.finished, on_done), (worker.signals.failed, on_error),
                              (worker.signals.progress, on_progress),
                              (worker.signals.done, on_finally)):

@@ -69,7 +69,7 @@ class Row:
 
 def build_rows() -> tuple[list[Row], list[TalkError]]:
     """The table's rows, and the errors of persona folders that could not be read."""
-    from engine.models.availability import voice_model_ready, weights_present
+    from engine.models.availability import voice_model_status, weights_present
     from engine.models.manager import folder_size
     from engine.models.registry import list_personas
 
@@ -79,8 +79,8 @@ def build_rows() -> tuple[list[Row], list[TalkError]]:
     for entry in catalogue() + tts_catalogue():
         persona = by_id.pop(entry.id, None)
         if entry.kind == "tts":
-            ready = voice_model_ready(entry)
-            status = "ready" if ready else "not downloaded"
+            status = voice_model_status(entry)
+            ready = status == "ready"  # built-in voices only: pull again once cloning is allowed
         elif persona is not None:
             ready = weights_present(persona)
             status = "ready" if ready else _missing(persona)

@@ -74,11 +74,12 @@ def _list() -> None:
         if entry.description:
             print(f"  {'':<18} {entry.description}")
     print("\nVoice models:")
-    from engine.models.availability import voice_model_ready
+    from engine.models.availability import voice_model_status
 
     for entry in tts_catalogue():
-        state = ("ready" if voice_model_ready(entry)
-                 else f"pull: talk-to-transformers models pull {entry.id}")
+        state = voice_model_status(entry)
+        if state == "not downloaded":
+            state = f"pull: talk-to-transformers models pull {entry.id}"
         print(f"  {entry.id:<18} {entry.name:<34} {entry.size_mb:>7} MB  {state}")
         if entry.description:
             print(f"  {'':<18} {entry.description}")

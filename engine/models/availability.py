@@ -156,10 +156,18 @@ def _unique_size(roots: list[Path]) -> int:
 
 def voice_model_ready(entry: Any) -> bool:
     """Whether the catalogue voice model ``entry`` is pulled (weights and tokenizer cached)."""
+    return voice_model_status(entry) != "not downloaded"
+
+
+def voice_model_status(entry: Any) -> str:
+    """"ready", "ready, built-in voices only" (no cloning weights) or "not downloaded"."""
     from engine.errors import MissingDependencyError
     from engine.tts.runtime import model_files
 
     try:
-        return model_files(entry.config or "").ready()
+        files = model_files(entry.config or "")
+        if not files.ready():
+            return "not downloaded"
+        return "ready" if files.can_clone() else "ready, built-in voices only"
     except (MissingDependencyError, FileNotFoundError, ValueError):
-        return False
+        return "not downloaded"

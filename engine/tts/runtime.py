@@ -103,6 +103,10 @@ class ModelFiles:
         weights = [f for f in (self.cloning, self.plain) if f is not None]
         return self.tokenizer.local() is not None and any(f.local() for f in weights)
 
+    def can_clone(self) -> bool:
+        """Whether the (gated) cloning weights are in the Hub cache."""
+        return self.cloning is not None and self.cloning.local() is not None
+
     def builtin_voices(self) -> dict[str, HubFile]:
         """The built-in voices' state files for this model, by name (imports the runtime)."""
         runtime()

@@ -524,6 +524,9 @@ def test_builtin_voices_are_offered_and_an_enrolled_one_without_cloning_says_why
     assert window.settings.voice == "builtin:marius"
     qtbot.waitUntil(lambda: window.controller.states["voice"] == "ready")  # prepared
     assert not window.voice_note.isVisible()
+    # Once nothing loads any more, the status line says so (no stale "Preparing...").
+    qtbot.waitUntil(lambda: "loading" not in window.controller.states.values(), timeout=60000)
+    assert window.stage_label.text() == "Ready"
     assert window.controller.speaking_voice().name == "marius"
     close(window)
     player.close()
