@@ -41,6 +41,17 @@ def make(store, chat, *, recognizer=None, tts=None, player=None):
     return pipeline, events, session
 
 
+def barge_in_once_speaking(pipeline, events, text):
+    """Start a typed turn, interrupt it as soon as it speaks, and wait for it to end."""
+    pipeline.start_text_turn(text)
+    deadline = time.monotonic() + 5
+    while not any(e.type == ev.SPEAKING_STARTED for e in events):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    pipeline.barge_in("user spoke")
+    pipeline.wait(5)
+
+
 def kinds(events, *, skip=(ev.REPLY_TOKEN,)):
     return [e.type for e in events if e.type not in skip]
 
@@ -110,13 +121,7 @@ def test_barge_in_stops_the_tts_stream_at_its_next_chunk(store):
     pipeline, events, _ = make(store, FakeChat("A long sentence to say."), tts=tts,
                                player=slow_player)
     try:
-        pipeline.start_text_turn("talk")
-        deadline = time.monotonic() + 5
-        while not any(e.type == ev.SPEAKING_STARTED for e in events):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        pipeline.barge_in("user spoke")
-        pipeline.wait(5)
+        barge_in_once_speaking(pipeline, events, "talk")
     finally:
         slow_player.close()
     assert tts.stopped == ["A long sentence to say."]  # its stream was closed early
@@ -129,13 +134,7 @@ def test_barge_in_stops_and_keeps_only_what_was_spoken(store):
                     delay=0.05)
     pipeline, events, session = make(store, chat, tts=FakeTTS(seconds=2.0), player=slow_player)
     try:
-        pipeline.start_text_turn("talk to me")
-        deadline = time.monotonic() + 5
-        while not any(e.type == ev.SPEAKING_STARTED for e in events):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        pipeline.barge_in("user spoke")
-        pipeline.wait(5)
+        barge_in_once_speaking(pipeline, events, "talk to me")
         assert not pipeline.busy
     finally:
         slow_player.close()
