@@ -59,7 +59,8 @@ class Controller(QObject):
         self._hands_free: Any = None
         self._listener: Any = None
         self._closing = False
-        self._loads = {"chat": 0, "asr": 0, "voice": 0}  # generation: ignore stale loads
+        # Generations: results of stale loads (and voice preparations) are ignored.
+        self._loads = {"chat": 0, "asr": 0, "voice": 0, "prepare": 0}
         self.event.connect(self._on_turn_event)
         self._hands_free_failed.connect(self._on_hands_free_failed)
 
@@ -204,17 +205,21 @@ class Controller(QObject):
 
     def _prepare_speaking_voice(self) -> None:
         """Encode (or load) the speaking voice's state now, not inside the first reply."""
-        generation = self._loads["voice"]
+        self._loads["prepare"] += 1
+        current = (self._loads["voice"], self._loads["prepare"])
         voice, tts = self.speaking_voice(), self.tts
         name = getattr(voice, "name", "the default voice")
         self._set_state("voice", LOADING, f"Preparing {name} for the voice model…")
 
+        def latest() -> bool:  # a newer model or voice choice supersedes this preparation
+            return current == (self._loads["voice"], self._loads["prepare"]) and not self._closing
+
         def ready(_: Any = None) -> None:
-            if generation == self._loads["voice"] and not self._closing:
+            if latest():
                 self._set_state("voice", READY, self.voice_status())
 
         def failed(err: TalkError) -> None:
-            if generation == self._loads["voice"] and not self._closing:
+            if latest():
                 self._set_state("voice", READY, self.voice_status())
                 self.error.emit("Voice", err)
 

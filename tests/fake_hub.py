@@ -26,7 +26,7 @@ class FakeHub(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, repo_id: str | dict[str, Path], folder: Path | None = None, *,
-                 gated: tuple[str, ...] = ()):
+                 gated: tuple[str, ...] = (), invalid_token: str | None = None):
         super().__init__(("127.0.0.1", 0), _Handler)
         repos = repo_id if isinstance(repo_id, dict) else {repo_id: folder}
         self.repos = {name: {p.relative_to(root).as_posix(): p.read_bytes()
@@ -35,6 +35,7 @@ class FakeHub(ThreadingHTTPServer):
         self.repo_id = next(iter(self.repos))
         self.files = self.repos[self.repo_id]  # the first repo's files
         self.gated = set(gated)
+        self.invalid_token = invalid_token  # a token answered 401 "Invalid credentials"
         self.requests: list[str] = []
         self.thread = threading.Thread(target=self.serve_forever, name="serve-fake-hub",
                                        daemon=True)
@@ -77,6 +78,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"{}", {"X-Error-Code": "RepoNotFound"}, body)
             return
         files = hub.repos[repo_id]
+        if hub.invalid_token and self.headers.get("Authorization") == \
+                f"Bearer {hub.invalid_token}":
+            self._send(401, b'{"error": "Invalid credentials in Authorization header"}', {
+                "X-Error-Message": "Invalid credentials in Authorization header"}, body)
+            return
         if repo_id in hub.gated:
             self._send(401, b'{"error": "gated"}', {
                 "X-Error-Code": "GatedRepo",

@@ -224,9 +224,9 @@ def hub(pocket_repos, tmp_path, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     servers = []
 
-    def start(gated: tuple[str, ...] = ()) -> FakeHub:
+    def start(gated: tuple[str, ...] = (), invalid_token: str | None = None) -> FakeHub:
         server = FakeHub({r: pocket_repos.repo(r) for r in (CLONING_REPO, PLAIN_REPO)},
-                         gated=gated)
+                         gated=gated, invalid_token=invalid_token)
         server.__enter__()
         servers.append(server)
         monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
@@ -287,6 +287,50 @@ def test_a_token_without_access_is_told_apart(tiny_catalogue, hub, data_dir, mon
     hub(gated=(CLONING_REPO,))
     result = manager.pull("tiny-tts", progress=lambda line: None)
     assert "has not been granted access" in result.note
+
+
+def test_a_token_the_hub_refuses_is_named_as_such(tiny_catalogue, hub, data_dir, monkeypatch):
+    from engine.models import manager
+
+    monkeypatch.setenv("HF_TOKEN", "hf_expired")
+    hub(invalid_token="hf_expired")
+    with pytest.raises(ModelNotAvailableError) as caught:
+        manager.pull("tiny-tts", progress=lambda line: None)
+    assert caught.value.code == "token_invalid"
+    assert "refused the saved token" in caught.value.message
+    assert "token set" in caught.value.hint and "token clear" in caught.value.hint
+
+
+def test_a_re_enrolled_voice_is_encoded_anew(tts, voice):
+    import soundfile as sf
+
+    first = tts.voice_state(voice)
+    t = np.arange(24000 * 3) / 24000  # the same name, another sample
+    sf.write(voice.sample_path, (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), 24000)
+    tts.state_file(voice).unlink()
+    assert not _states_equal(tts.voice_state(voice), first)
+
+
+def test_damaged_model_files_are_messages(pocket_repos, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from engine.errors import ModelLoadError
+
+    cache = tmp_path / "damaged"
+    install_into_cache(pocket_repos, cache)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    alba = next(cache.rglob("embeddings/alba.safetensors"))
+    alba.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\"")
+    tts = PocketTTS(str(pocket_repos.config), device="cpu")
+    with pytest.raises(ModelLoadError) as caught:
+        tts.voice_state(None)
+    assert "damaged" in caught.value.message and "pull" in caught.value.hint
+    weights = next(p for p in cache.rglob("model.safetensors")
+                   if "models--kyutai--pocket-tts" in p.parts)  # the cloning weights
+    weights.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"x\": 1}")
+    with pytest.raises(ModelLoadError) as caught:
+        PocketTTS(str(pocket_repos.config), device="cpu")
+    assert "Pull it again" in caught.value.hint
 
 
 def test_pull_offline_and_cancelled(tiny_catalogue, hub, data_dir, monkeypatch):

@@ -231,13 +231,12 @@ def _hub_errors(entry: CatalogueEntry) -> Iterator[None]:
     except PullCancelled:
         raise
     except hub_errors.GatedRepoError as err:
-        from engine.tts.pocket import cloning_hint
-
         raise ModelNotAvailableError(
-            f"{entry.name} is gated on the Hub: its terms must be accepted first.",
-            hint=cloning_hint() if entry.kind == "tts" else
-            "Accept the terms on the model's Hub page, then save your token: "
-            "talk-to-transformers token set", code="gated") from err
+            f"{entry.name} is gated on the Hub: its terms must be accepted first "
+            f"({_brief(err)}).",
+            hint="Accept the terms on the model's Hub page, then save your Hugging Face token "
+                 "(Settings, or `talk-to-transformers token set`) and pull again.",
+            code="gated") from err
     except (hub_errors.OfflineModeIsEnabled, hub_errors.LocalEntryNotFoundError) as err:
         # (before EntryNotFoundError: "not in the cache and no network" is one of those)
         raise _offline_error(entry, err) from err
@@ -246,6 +245,18 @@ def _hub_errors(entry: CatalogueEntry) -> Iterator[None]:
         raise ModelNotAvailableError(
             f"The Hub has no repository {entry.repo_id}." if entry.repo_id else
             f"The Hub has no files for {entry.name} ({_brief(err)}).") from err
+    except hub_errors.HfHubHTTPError as err:
+        if getattr(getattr(err, "response", None), "status_code", None) != 401:
+            if is_network_error(err):
+                raise _offline_error(entry, err) from err
+            raise ModelNotAvailableError(f"The Hub refused the download of {entry.name}: "
+                                         f"{_brief(err)}") from err
+        raise ModelNotAvailableError(
+            f"The Hugging Face Hub refused the saved token (401 Unauthorized) while pulling "
+            f"{entry.name}: it is mistyped, expired or revoked.",
+            hint="Save a new token (Settings > Hugging Face token, or `talk-to-transformers "
+                 "token set`), or remove it (`talk-to-transformers token clear`) and pull "
+                 "again.", code="token_invalid") from err
     except OSError as err:
         raise _offline_error(entry, err) from err
     except Exception as err:

@@ -26,12 +26,13 @@ class VoicePull:
 
 
 def _is_gated(err: Exception) -> bool:
+    """A gated repo's refusal (not an invalid token: that is a plain 401, said elsewhere)."""
     from huggingface_hub import errors as hub_errors
 
     if isinstance(err, hub_errors.GatedRepoError):
         return True
     response = getattr(err, "response", None)
-    return getattr(response, "status_code", None) in (401, 403)
+    return getattr(response, "status_code", None) == 403
 
 
 def gated_note(hub_file: HubFile, token: str | None) -> str:
@@ -91,8 +92,9 @@ def pull_voice_model(config: str, *, token: str | None, tqdm_class: type,
         try:
             fetch(hub_file)
             result.voices.append(name)
-        except (hub_errors.EntryNotFoundError, hub_errors.RemoteEntryNotFoundError):
+        except hub_errors.RemoteEntryNotFoundError:
             continue  # not every model ships every voice; the others are enough
+        # (LocalEntryNotFoundError, a dropped connection, ends the pull: it is not "absent")
     progress("Built-in voices: " + (", ".join(result.voices) or "none for this model") + ".")
     return result
 

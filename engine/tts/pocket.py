@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ModelLoadError, ModelNotAvailableError, TalkError
-from engine.tts.runtime import CLONING_REPO, ModelFiles, model_files, runtime
+from engine.tts.runtime import CLONING_REPO, DEFAULT_BUILTIN, ModelFiles, model_files, runtime
 from engine.tts.text import normalise
 from engine.tts.types import AudioChunk
 from engine.voices.builtin import BuiltinVoice
@@ -41,7 +41,6 @@ SAMPLE_RATE = 24000  # Hz, the codec's
 # Chat and Whisper keep the process's own setting.
 TTS_THREADS = 1
 FRAME_SAMPLES = 1920  # one 80 ms latent frame at 24 kHz
-DEFAULT_BUILTIN = "alba"  # the runtime's own default speaker
 STATE_PREFIX = "pocket_state."  # cached conditioning files in a voice folder
 
 
@@ -62,16 +61,21 @@ def cloning_hint() -> str:
 def resolve_model(model: str, device: str) -> tuple[str, str, bool]:
     """(id, runtime config, int8 on a CPU) for a catalogue id, ``auto``, or a config YAML path.
 
-    ``auto`` is the catalogue's default for the device: a small model on a CPU, where first
-    audio must come fast, the full one on CUDA (see the README's voice section).
+    ``auto`` is the catalogue's default for the device (a small model on a CPU, where first
+    audio must come fast, the full one on CUDA; see the README's voice section) when it is
+    pulled, else the first pulled voice model, else the default (whose error says to pull it).
     """
     from engine.models.catalogue import catalogue_entry, tts_catalogue
 
     if model.endswith((".yaml", ".yml")):
         return Path(model).stem, model, False
     if model == "auto":
+        from engine.models.availability import voice_model_ready
+
         entries = tts_catalogue()
         entry = next((e for e in entries if device in e.default_on), entries[0])
+        if not voice_model_ready(entry):
+            entry = next((e for e in entries if voice_model_ready(e)), entry)
     else:
         entry = catalogue_entry(model)
         if entry is None or entry.kind != "tts" or not entry.config:
@@ -162,7 +166,7 @@ class PocketTTS:
         """
         if voice is None:
             voice = BuiltinVoice(DEFAULT_BUILTIN)
-        key = voice.ref if isinstance(voice, BuiltinVoice) else f"enrolled:{voice.folder}"
+        key = voice.ref if isinstance(voice, BuiltinVoice) else _sample_key(voice)
         state = self._states.get(key)
         if state is None:
             state = (self._builtin_state(voice) if isinstance(voice, BuiltinVoice)
@@ -179,7 +183,13 @@ class PocketTTS:
                 f"(downloaded: {known}).",
                 hint=f"Pull the voice model again: talk-to-transformers models pull "
                      f"{self.model_id}", code="voice_missing")
-        return self._model.get_state_for_audio_prompt(path)
+        try:
+            return self._model.get_state_for_audio_prompt(path)
+        except Exception as err:  # safetensors' own errors are no OSError
+            raise ModelLoadError(
+                f"The built-in voice {voice.name!r} of {self.model_id} is damaged: {err}",
+                hint=f"Pull the voice model again: talk-to-transformers models pull "
+                     f"{self.model_id}", code="voice_damaged") from err
 
     def state_file(self, voice: Any) -> Path:
         """Where an enrolled voice's state for this model is cached."""
@@ -197,10 +207,13 @@ class PocketTTS:
             except Exception as err:
                 log.warning("Rebuilding the damaged voice state %s: %s", cache, err)
         state = self._encode(voice)
-        _save_state(state, cache)
-        for old in voice.folder.glob(f"{STATE_PREFIX}{self.files.name}.*.safetensors"):
-            if old != cache:  # the state of weights this model no longer uses
-                old.unlink(missing_ok=True)
+        try:
+            _save_state(state, cache)
+            for old in voice.folder.glob(f"{STATE_PREFIX}{self.files.name}.*.safetensors"):
+                if old != cache:  # the state of weights this model no longer uses
+                    old.unlink(missing_ok=True)
+        except OSError as err:  # a read-only or vanished folder: speak now, encode again later
+            log.warning("Could not cache the voice state in %s: %s", cache, err)
         return state
 
     def _encode(self, voice: Any) -> Any:
@@ -251,10 +264,23 @@ class PocketTTS:
                 for chunk in stream:
                     yield AudioChunk(chunk.detach().float().cpu().numpy(), self.rate, text)
             finally:
+                # Stopped early (a barge-in) or not: the runtime ends at its next frame, and
+                # running its stream out waits for its threads, so none outlives the sentence
+                # (they would compute on, outside the device gate).
                 stop.set()
-                stream.close()
+                for _ in stream:
+                    pass
                 torch.set_num_threads(threads)
                 self.last_seconds = time.perf_counter() - started
+
+
+def _sample_key(voice: Any) -> str:
+    """The in-memory key of an enrolled voice's state: a re-enrolled sample is a new voice."""
+    try:
+        stat = voice.sample_path.stat()
+    except OSError:
+        return f"enrolled:{voice.folder}"
+    return f"enrolled:{voice.folder}:{stat.st_mtime_ns}:{stat.st_size}"
 
 
 def _digest(text: str) -> str:
@@ -299,7 +325,7 @@ def _load(files: ModelFiles, weights: Path, tokenizer: Path, temperature: float 
                 except (RuntimeError, NotImplementedError, ImportError) as err:
                     log.warning("int8 quantization unavailable (%s); using float32", err)
             return tts_model_class.load_model(**options).eval(), False
-        except (OSError, ValueError, KeyError, RuntimeError, AssertionError) as err:
+        except Exception as err:  # damaged files raise safetensors' and tokenizers' own errors
             raise ModelLoadError(f"Could not load the voice model {files.name} from "
                                  f"{weights.parent}: {err}",
                                  hint="Pull it again to replace damaged files.") from err

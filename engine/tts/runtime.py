@@ -22,6 +22,7 @@ from engine.errors import MissingDependencyError
 # Built-in voices the runtime documents for English (states precomputed per model by Kyutai,
 # in the repo without voice cloning). The runtime knows more names; these eight are the ones
 # its documentation lists and the ones a pull fetches.
+DEFAULT_BUILTIN = "alba"  # the runtime's own default speaker: speaks when no voice is chosen
 BUILTIN_VOICES = ("alba", "marius", "javert", "jean", "fantine", "cosette", "eponine", "azelma")
 CLONING_REPO = "kyutai/pocket-tts"  # gated: accept the terms on the Hub, then use a token
 PLAIN_REPO = "kyutai/pocket-tts-without-voice-cloning"  # open: built-in voices only
@@ -99,9 +100,10 @@ class ModelFiles:
         return self.config_path.stem
 
     def ready(self) -> bool:
-        """Whether weights (either kind) and the tokenizer are in the Hub cache."""
+        """Whether weights (either kind), the tokenizer and the default voice are cached."""
         weights = [f for f in (self.cloning, self.plain) if f is not None]
-        return self.tokenizer.local() is not None and any(f.local() for f in weights)
+        return (self.tokenizer.local() is not None and any(f.local() for f in weights)
+                and DEFAULT_BUILTIN in pulled_builtin_voices(str(self.config_path)))
 
     def can_clone(self) -> bool:
         """Whether the (gated) cloning weights are in the Hub cache."""
