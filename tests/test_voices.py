@@ -48,7 +48,25 @@ def test_good_sample_passes_every_check(encoder, speech_dir):
     verdict = assess(voice_of(20, speech_dir), encoder)
     assert verdict.ok, verdict.summary()
     assert {c.name for c in verdict.checks} == {
-        "duration", "clipping", "speech", "loudness", "noise", "one_speaker"}
+        "duration", "clipping", "speech", "loudness", "noise", "bandwidth", "one_speaker"}
+    assert verdict.notes == [] and verdict.summary() == "good sample"
+
+
+def test_telephone_band_audio_passes_with_a_note(encoder, speech_dir, data_dir):
+    from engine.audio.convert import resample
+    from engine.voices.store import enroll
+
+    phone = resample(resample(voice_of(20, speech_dir), 16000, 8000), 8000, 16000)
+    verdict = assess(phone, encoder)
+    assert verdict.ok  # a warning, not a refusal
+    assert [c.name for c in verdict.checks if c.note] == ["bandwidth"]
+    assert "telephone-band" in verdict.notes[0] and "phone call" in verdict.summary()
+    # A file recorded below 16 kHz says so as well, and is kept.
+    voice, kept = enroll("Phone", resample(phone, 16000, 8000), 8000, source="call.wav",
+                         encoder=encoder)
+    assert not voice.flagged
+    assert {c.name for c in kept.checks if c.note} == {"bandwidth", "sample_rate"}
+    assert any("8000 Hz" in n for n in kept.notes)
 
 
 def test_two_voices_in_one_sample_fail_the_single_speaker_check(encoder, speech_dir):

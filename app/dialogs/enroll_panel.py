@@ -45,7 +45,8 @@ RECORD_S = (5, 30, 10)  # recording length: least, most, default (seconds)
 AUDIO_FILTER = "Audio files (*.wav *.flac *.ogg *.mp3);;All files (*)"
 CHECK_NAMES = {"duration": "Length", "clipping": "Clipping", "speech": "Speech",
                "loudness": "Loudness", "noise": "Background noise",
-               "one_speaker": "One speaker"}
+               "one_speaker": "One speaker", "bandwidth": "Bandwidth",
+               "sample_rate": "Sample rate"}
 
 
 class EncoderCache:
@@ -162,7 +163,9 @@ class VerdictView(QLabel):
     def show_verdict(self, headline: str, verdict: Verdict, advice: str | None = None) -> None:
         """Each check with its message, failed ones in bold, then ``advice``."""
         lines: list[tuple[bool | None, str]] = [
-            (c.ok, f"{CHECK_NAMES.get(c.name, c.name)}: {c.message}") for c in verdict.checks]
+            (None if c.note else c.ok,
+             f"{'Note: ' if c.note else ''}{CHECK_NAMES.get(c.name, c.name)}: {c.message}")
+            for c in verdict.checks]
         if advice:
             lines.append((None, advice))
         self.show_lines(headline, lines)

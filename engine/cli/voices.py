@@ -114,7 +114,8 @@ def _add(args: argparse.Namespace) -> int:
 
 def _print_checks(verdict) -> None:
     for check in verdict.checks:
-        print(f"  {'ok ' if check.ok else 'BAD'}  {check.name:<12} {check.message}")
+        mark = "BAD" if not check.ok else "NOTE" if check.note else "ok "
+        print(f"  {mark:<4} {check.name:<12} {check.message}")
 
 
 def _tts(args: argparse.Namespace):

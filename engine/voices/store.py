@@ -22,7 +22,7 @@ from engine import paths
 from engine.audio.convert import resample
 from engine.errors import TalkError
 from engine.fsutil import atomic_folder, atomic_write_text, slug
-from engine.voices.quality import QualityOptions, Verdict, assess
+from engine.voices.quality import Check, QualityOptions, Verdict, assess
 
 SAMPLE_RATE = 24000  # Hz: what the cloning TTS takes as its prompt
 VOICE_FILE = "voice.json"
@@ -116,6 +116,11 @@ def enroll(name: str, audio: np.ndarray, rate: int, *, source: str, encoder: Any
     audio = np.asarray(audio, dtype=np.float32)[: int(MAX_SAMPLE_S * rate)]
     audio16 = resample(audio, rate, 16000)
     verdict = assess(audio16, encoder, options)
+    if rate < 16000:  # what was never recorded cannot be cloned
+        verdict = Verdict(verdict.checks + (Check(
+            "sample_rate", True, float(rate),
+            f"recorded at {rate} Hz, below 16 kHz: the cloned voice will sound muffled, like a "
+            "phone call", note=True),))
     if not verdict.ok and not force:
         raise VoiceQualityError(verdict)
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0

@@ -44,6 +44,9 @@ def wavs(tmp_path_factory, speech) -> dict[str, str]:
     good, short = folder / "grandpa.wav", folder / "short.wav"
     sf.write(good, speech, 16000)
     sf.write(short, speech[: 2 * 16000], 16000)
+    from engine.audio.convert import resample
+
+    sf.write(folder / "phone.wav", resample(speech, 16000, 8000), 8000)  # a telephone recording
     (folder / "corrupt.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk" * 20)
     (folder / "empty.wav").write_bytes(b"")
     return {p.stem: str(p) for p in folder.iterdir()}
@@ -103,6 +106,19 @@ def test_importing_a_good_sample_saves_and_lists_the_voice(make_dialog, qtbot, m
     info = json.loads((folder / "voice.json").read_text())
     assert info["source"] == "grandpa.wav" and not info["flagged"]
     assert dialog.name_edit.text() == ""  # ready for the next voice
+
+
+def test_a_telephone_recording_is_saved_with_a_note(make_dialog, qtbot, monkeypatch, wavs,
+                                                    app_data):
+    dialog = make_dialog()
+    dialog.name_edit.setText("Caller")
+    choose_file(monkeypatch, wavs["phone"])
+    with qtbot.waitSignal(dialog.voices_changed, timeout=WAIT_MS):
+        click(qtbot, dialog.import_button)
+    text = dialog.verdict_view.plain_text()
+    assert "Voice Caller saved." in text and "✗" not in text, text
+    assert "Note: Bandwidth: telephone-band audio" in text and "phone call" in text
+    assert table_names(dialog) == ["Caller"]
 
 
 def test_rejected_sample_shows_why_and_can_be_kept_anyway(make_dialog, qtbot, monkeypatch,
