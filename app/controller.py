@@ -482,6 +482,13 @@ class Controller(QObject):
         elif event.type == ev.ERROR and event.data.get("stage") == "chat":
             self.conversations_changed.emit()
 
+    def play_sample(self, voice: Any) -> None:
+        """Play ``voice``'s stored sample on the output device and wait (run it on a worker)."""
+        from engine.audio.player import play_blocking
+
+        audio, rate = voice.sample()
+        play_blocking(audio, rate, device=self.settings.output_device)
+
     def preview_voice(self, voice: Any, text: str) -> None:
         """Speak ``text`` in ``voice`` on the output device and wait (run it on a worker).
 

@@ -576,6 +576,7 @@ class MainWindow(QMainWindow):
                 microphone_factory=lambda: self.controller.backends.microphone(
                     self.controller.settings),
                 preview=self.controller.preview_voice, prepare=self.controller.prepare_voice,
+                play=self.controller.play_sample,
                 parent=self)
             self.voices_dialog.voices_changed.connect(self.refresh_voices)
         else:

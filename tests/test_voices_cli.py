@@ -104,6 +104,19 @@ def test_preview_plays_and_scores_similarity(pulse, tmp_path, sample_wav, quick_
 
 
 @pytest.mark.audio
+def test_voices_play_plays_the_stored_sample(pulse, tmp_path, sample_wav):
+    data = tmp_path / "data"
+    assert cli("voices", "add", "Grandpa", "--file", str(sample_wav), data=data).returncode == 0
+    played = cli("voices", "play", "Grandpa", data=data)
+    assert played.returncode == 0, played.stderr
+    assert "Playing the sample of Grandpa (" in played.stdout and "as enrolled" in played.stdout
+    (data / "voices" / "grandpa" / "sample.wav").write_bytes(b"RIFF not a wave" * 4)
+    broken = cli("voices", "play", "Grandpa", data=data)
+    assert broken.returncode == 1 and "damaged sample" in broken.stderr
+    assert "Traceback" not in broken.stderr
+
+
+@pytest.mark.audio
 def test_chat_speaks_replies(pulse, tmp_path, tiny_persona_dir, quick_tts):
     result = cli("chat", "-p", str(tiny_persona_dir), "--speak", "--tts-model", str(quick_tts),
                  "-m", "hello there", data=tmp_path / "data")

@@ -60,6 +60,7 @@ class VoicesDialog(QDialog):
                  microphone_factory: Callable[[], Any] | None = None,
                  preview: Preview | None = None, countdown_s: int = COUNTDOWN_S,
                  prepare: Callable[[Any], str | None] | None = None,
+                 play: Callable[[store.Voice], None] | None = None,
                  parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Voices")
@@ -67,6 +68,8 @@ class VoicesDialog(QDialog):
         self.workers = workers
         self.preview = preview
         self.prepare = prepare  # computes a new voice's state for the loaded voice model
+        self.play = play  # plays a voice's stored sample
+        self._playing = False
         self._previewing = False
         self._voices: dict[str, store.Voice] = {}
         self.banner = Banner(self)
@@ -129,12 +132,16 @@ class VoicesDialog(QDialog):
         self.preview_button = QPushButton("&Preview", self)
         self.preview_button.setToolTip("Hear a sentence spoken in the selected voice")
         self.preview_button.clicked.connect(self.preview_selected)
+        self.play_button = QPushButton("Pla&y sample", self)
+        self.play_button.setToolTip("Hear the selected voice's sample, as it was enrolled")
+        self.play_button.clicked.connect(self.play_selected)
         self.rename_button = QPushButton("Re&name…", self)
         self.rename_button.clicked.connect(self.rename_selected)
         self.delete_button = QPushButton("&Delete…", self)
         self.delete_button.clicked.connect(self.delete_selected)
         actions = QHBoxLayout()
-        for button in (self.preview_button, self.rename_button, self.delete_button):
+        for button in (self.play_button, self.preview_button, self.rename_button,
+                       self.delete_button):
             button.setAutoDefault(False)
             actions.addWidget(button)
         actions.addStretch(1)
@@ -151,7 +158,8 @@ class VoicesDialog(QDialog):
         layout.addWidget(listed, 1)
         layout.addWidget(self.enroll_panel, 0)
         layout.addWidget(close)
-        QWidget.setTabOrder(self.voices_table, self.preview_button)
+        QWidget.setTabOrder(self.voices_table, self.play_button)
+        QWidget.setTabOrder(self.play_button, self.preview_button)
         QWidget.setTabOrder(self.preview_button, self.rename_button)
         QWidget.setTabOrder(self.rename_button, self.delete_button)
         QWidget.setTabOrder(self.delete_button, self.name_edit)
@@ -205,6 +213,7 @@ class VoicesDialog(QDialog):
     def _update_buttons(self) -> None:
         chosen = self.selected_voice() is not None
         self.preview_button.setEnabled(chosen and not self._previewing)
+        self.play_button.setEnabled(chosen and self.play is not None and not self._playing)
         self.rename_button.setEnabled(chosen)
         self.delete_button.setEnabled(chosen)
 
@@ -268,6 +277,26 @@ class VoicesDialog(QDialog):
             return
         self.refresh()
         self.voices_changed.emit()
+
+    def play_selected(self) -> None:
+        """Play the selected voice's stored sample (on a worker)."""
+        voice = self.selected_voice()
+        if voice is None or self.play is None or self._playing:
+            return
+        self._playing = True
+        self._update_buttons()
+        self.play_button.setText("Playing…")
+
+        def over() -> None:
+            self._playing = False
+            self.play_button.setText("Pla&y sample")
+            self._update_buttons()
+
+        self.workers.run(self.play, voice, name="play sample",
+                         on_done=lambda _: self.banner.show_message(
+                             f"Played the sample of {voice.name}.", "info"),
+                         on_error=lambda err: self.banner.show_message(err, title="Play sample"),
+                         on_finally=over)
 
     def preview_selected(self) -> None:
         """Speak a sentence in the selected voice (on a worker)."""

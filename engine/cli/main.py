@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     vpreview.add_argument("name")
     vpreview.add_argument("--text", default="Hello! This is how I sound when I talk to you.")
     _add_tts_flags(vpreview)
+    vplay = vsub.add_parser("play", help="hear the stored sample of a voice, as enrolled")
+    vplay.add_argument("name")
+    vplay.add_argument("--speaker-device", help="output device (number or part of its name)")
     say = sub.add_parser("say", help="speak text in a voice")
     say.add_argument("text")
     say.add_argument("--voice", help="enrolled voice, or a built-in one such as builtin:marius "

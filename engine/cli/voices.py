@@ -41,6 +41,11 @@ def run_voices(args: argparse.Namespace) -> int:
         print(f"Imported the voice {voice.name}.")
     elif action == "preview":
         return _preview(args)
+    elif action == "play":
+        voice = store.find_voice(args.name)
+        audio, rate = voice.sample()
+        print(f"Playing the sample of {voice.name} ({len(audio) / rate:.1f} s, as enrolled).")
+        _speak(audio, rate, args)
     return 0
 
 

@@ -217,19 +217,9 @@ class PocketTTS:
         return state
 
     def _encode(self, voice: Any) -> Any:
-        import soundfile as sf
         import torch
 
-        try:
-            audio, rate = sf.read(str(voice.sample_path), dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, OSError, RuntimeError) as err:
-            from engine.voices.store import VoiceError
-
-            raise VoiceError(f"The voice {voice.name!r} has a damaged sample "
-                             f"({voice.sample_path.name}).",
-                             hint="Delete the voice and enroll it again.",
-                             code="voice_damaged") from err
-        mono = audio.mean(axis=1)
+        mono, rate = voice.sample()
         if rate != self.rate:
             from engine.audio.convert import resample
 

@@ -71,6 +71,24 @@ class Voice:
         """The GE2E speaker embedding of the sample."""
         return np.load(self.folder / EMBEDDING_FILE)
 
+    def sample(self) -> tuple[np.ndarray, int]:
+        """The stored sample as mono float32 and its rate.
+
+        Raises:
+            VoiceError: the sample is missing or damaged (code ``voice_damaged``).
+
+        """
+        import soundfile as sf
+
+        try:
+            audio, rate = sf.read(str(self.sample_path), dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, OSError, RuntimeError) as err:
+            raise VoiceError(f"The voice {self.name!r} has a damaged sample "
+                             f"({self.sample_path.name}).",
+                             hint="Delete the voice and enroll it again.",
+                             code="voice_damaged") from err
+        return audio.mean(axis=1), int(rate)
+
 
 def voices_dir() -> Path:
     """Where voices live."""

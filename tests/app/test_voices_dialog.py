@@ -108,6 +108,31 @@ def test_importing_a_good_sample_saves_and_lists_the_voice(make_dialog, qtbot, m
     assert dialog.name_edit.text() == ""  # ready for the next voice
 
 
+def test_play_sample_plays_the_stored_sample(make_dialog, qtbot, app_data):
+    import time
+
+    played: list[tuple[str, int]] = []
+
+    def play(voice):
+        audio, rate = voice.sample()
+        time.sleep(0.2)  # as long as playing takes
+        played.append((voice.name, len(audio) // rate))
+
+    quiet_voice("Ann")
+    dialog = make_dialog(play=play)
+    assert not dialog.play_button.isEnabled()  # nothing chosen yet
+    dialog.select_voice("Ann")
+    click(qtbot, dialog.play_button)
+    assert dialog.play_button.text() == "Playing…" and not dialog.play_button.isEnabled()
+    qtbot.waitUntil(lambda: dialog.play_button.isEnabled(), timeout=WAIT_MS)
+    assert played == [("Ann", 6)] and "Played the sample of Ann." in dialog.banner.plain_text()
+    (app_data / "voices" / "ann" / "sample.wav").write_bytes(b"RIFF not a wave" * 4)
+    click(qtbot, dialog.play_button)
+    qtbot.waitUntil(lambda: dialog.play_button.isEnabled(), timeout=WAIT_MS)
+    assert "damaged sample" in dialog.banner.plain_text()
+    assert not make_dialog().play_button.isEnabled()  # without a speaker to play on
+
+
 def test_a_telephone_recording_is_saved_with_a_note(make_dialog, qtbot, monkeypatch, wavs,
                                                     app_data):
     dialog = make_dialog()
