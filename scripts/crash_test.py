@@ -356,7 +356,8 @@ def voice_save_kills(n: int, rng: random.Random, work: Path, *, log=print) -> Sa
     data = work / "voice-data"
     counts = SaveCounts("voice save")
     started = time.monotonic()
-    full = run_cli(["voices", "add", "Calibration", "--file", str(wav)], cli_env(data))
+    full = run_cli(["voices", "add", "Calibration", "--consent", "Tester",
+                    "--file", str(wav)], cli_env(data))
     if full.returncode != 0:
         raise SystemExit(f"voices add does not run: {full.stderr}")
     end = time.monotonic() - started
@@ -364,7 +365,8 @@ def voice_save_kills(n: int, rng: random.Random, work: Path, *, log=print) -> Sa
     for i in range(n):
         name = f"Voice {i}"
         # `voices add` prints only when it is done: the moment counts from its start.
-        run = run_cli(["voices", "add", name, "--file", str(wav)], cli_env(data),
+        run = run_cli(["voices", "add", name, "--consent", "Tester",
+                       "--file", str(wav)], cli_env(data),
                       kill_after=rng.uniform(0, end), from_start=True)
         counts.runs += 1
         counts.kills += run.killed
@@ -379,7 +381,8 @@ def voice_save_kills(n: int, rng: random.Random, work: Path, *, log=print) -> Sa
             _check_voice_complete(data / "voices" / f"voice-{i}", counts)
             counts.reruns_ok += 1  # nothing to redo
         else:
-            rerun = run_cli(["voices", "add", name, "--file", str(wav)], cli_env(data))
+            rerun = run_cli(["voices", "add", name, "--consent", "Tester",
+                             "--file", str(wav)], cli_env(data))
             if rerun.returncode == 0 and "Enrolled the voice" in rerun.stdout:
                 counts.reruns_ok += 1
             else:

@@ -45,7 +45,8 @@ def cli(*args: str, data: Path, **env: str) -> subprocess.CompletedProcess:
 
 def test_enroll_list_say_to_file_and_delete(tmp_path, sample_wav, quick_tts):
     data = tmp_path / "data"
-    added = cli("voices", "add", "Grandpa", "--file", str(sample_wav), data=data)
+    added = cli("voices", "add", "Grandpa", "--consent", "Tester",
+                "--file", str(sample_wav), data=data)
     assert added.returncode == 0, added.stderr
     assert "ok   one_speaker" in added.stdout and "Enrolled the voice Grandpa" in added.stdout
     listed = cli("voices", "list", data=data)
@@ -64,22 +65,40 @@ def test_enroll_list_say_to_file_and_delete(tmp_path, sample_wav, quick_tts):
     assert deleted.returncode == 0 and not (data / "voices" / "grandpa").exists()
 
 
+def test_enrolling_needs_consent_which_is_stored_and_listed(tmp_path, sample_wav):
+    data = tmp_path / "data"
+    refused = cli("voices", "add", "Grandpa", "--file", str(sample_wav), data=data)
+    assert refused.returncode == 1 and "needs its speaker's consent" in refused.stderr
+    assert "--consent" in refused.stderr and not (data / "voices" / "grandpa").exists()
+    added = cli("voices", "add", "Grandpa", "--consent", "Tester", "--file", str(sample_wav),
+                data=data)
+    assert added.returncode == 0, added.stderr
+    info = json.loads((data / "voices" / "grandpa" / "voice.json").read_text())
+    assert info["consent"]["by"] == "Tester" and "permission" in info["consent"]["statement"]
+    assert "consent confirmed by Tester on " in cli("voices", "list", data=data).stdout
+    archive = tmp_path / "grandpa.zip"
+    assert cli("voices", "export", "Grandpa", str(archive), data=data).returncode == 0
+    imported = cli("voices", "import", str(archive), data=tmp_path / "other")
+    assert "consent confirmed by Tester on " in imported.stdout, imported.stderr
+
+
 def test_rejected_sample_shows_its_verdict_then_can_be_kept(tmp_path):
     import soundfile as sf
 
     data = tmp_path / "data"
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(16000 * 6, np.float32), 16000)
-    refused = cli("voices", "add", "Quiet", "--file", str(silent), data=data)
+    refused = cli("voices", "add", "Quiet", "--consent", "Tester", "--file", str(silent), data=data)
     assert refused.returncode == 1
     assert "BAD  speech" in refused.stdout and "mostly silence" in refused.stderr
     assert "--keep-anyway" in refused.stderr and "Traceback" not in refused.stderr
-    kept = cli("voices", "add", "Quiet", "--file", str(silent), "--keep-anyway", data=data)
+    kept = cli("voices", "add", "Quiet", "--consent", "Tester",
+               "--file", str(silent), "--keep-anyway", data=data)
     assert kept.returncode == 0 and "flagged" in kept.stdout
 
 
 @pytest.mark.parametrize(("args", "says"), [
-    (["voices", "add", "X", "--file", "/nope.wav"], "No audio file at"),
+    (["voices", "add", "X", "--consent", "Tester", "--file", "/nope.wav"], "No audio file at"),
     (["voices", "delete", "Nobody"], "No voice called 'Nobody'"),
     (["say", "--voice", "Nobody", "hi"], "No voice called 'Nobody'"),
     (["say", "hi", "--tts-model", "someone/not-pulled"], "Choose one of: pocket-tts"),
@@ -95,7 +114,8 @@ def test_voice_errors_are_messages(tmp_path, args, says):
 @pytest.mark.audio
 def test_preview_plays_and_scores_similarity(pulse, tmp_path, sample_wav, quick_tts):
     data = tmp_path / "data"
-    assert cli("voices", "add", "Grandpa", "--file", str(sample_wav), data=data).returncode == 0
+    assert cli("voices", "add", "Grandpa", "--consent", "Tester",
+               "--file", str(sample_wav), data=data).returncode == 0
     preview = cli("voices", "preview", "Grandpa", "--tts-model", str(quick_tts), data=data)
     assert preview.returncode == 0, preview.stderr
     assert "Speaker similarity of the clone to the sample:" in preview.stdout
@@ -106,7 +126,8 @@ def test_preview_plays_and_scores_similarity(pulse, tmp_path, sample_wav, quick_
 @pytest.mark.audio
 def test_voices_play_plays_the_stored_sample(pulse, tmp_path, sample_wav):
     data = tmp_path / "data"
-    assert cli("voices", "add", "Grandpa", "--file", str(sample_wav), data=data).returncode == 0
+    assert cli("voices", "add", "Grandpa", "--consent", "Tester",
+               "--file", str(sample_wav), data=data).returncode == 0
     played = cli("voices", "play", "Grandpa", data=data)
     assert played.returncode == 0, played.stderr
     assert "Playing the sample of Grandpa (" in played.stdout and "as enrolled" in played.stdout
@@ -141,7 +162,8 @@ def test_chat_without_voice_model_stays_text_only(tmp_path, tiny_persona_dir):
 def test_unreadable_sample_files(tmp_path, name, content, says):
     path = tmp_path / name
     path.write_bytes(content)
-    result = cli("voices", "add", "X", "--file", str(path), data=tmp_path / "data")
+    result = cli("voices", "add", "X", "--consent", "Tester",
+                 "--file", str(path), data=tmp_path / "data")
     assert result.returncode == 1
     assert says in result.stderr and "Traceback" not in result.stderr
 
@@ -154,7 +176,8 @@ def test_8khz_telephone_sample_is_converted_and_checked(tmp_path):
              for s in SENTENCES]
     path = tmp_path / "phone.wav"
     sf.write(path, np.concatenate(parts), 8000)
-    result = cli("voices", "add", "Phone", "--file", str(path), data=tmp_path / "data")
+    result = cli("voices", "add", "Phone", "--consent", "Tester",
+                 "--file", str(path), data=tmp_path / "data")
     assert result.returncode == 0, result.stdout + result.stderr
     info = sf.info(str(tmp_path / "data" / "voices" / "phone" / "sample.wav"))
     assert info.samplerate == 24000
@@ -164,9 +187,9 @@ def test_8khz_telephone_sample_is_converted_and_checked(tmp_path):
 def test_enroll_by_recording_from_the_microphone(pulse, tmp_path, sample_wav):
     data = tmp_path / "data"
     env = {**os.environ, "TTT_DATA_DIR": str(data), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "engine", "voices", "add", "Live",
-                             "--record", "14s"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "engine", "voices", "add", "Live", "--consent",
+                             "Tester", "--record", "14s"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # "1..." is the countdown's last step; recording starts a second later.
     out, err = pulse.play_when_ready(proc, sample_wav, marker="1...", delay=1.3, timeout=60)
     assert proc.returncode == 0, out + err

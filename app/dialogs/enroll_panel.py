@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QFileDialog,
     QFormLayout,
     QFrame,
@@ -128,11 +129,14 @@ def load_file(path: str) -> np.ndarray:
     return load_audio(path)
 
 
+CONSENT_BY = "the person enrolling it (ticked in the app)"
+
+
 def enroll_sample(encoders: EncoderCache, name: str, audio: np.ndarray, source: str,
                   force: bool) -> tuple[store.Voice, Verdict]:
     """Check and store a sample (on a worker); raises VoiceQualityError when it is refused."""
     return store.enroll(name, audio, SAMPLE_RATE, source=source, encoder=encoders.get(),
-                        force=force)
+                        force=force, consent=CONSENT_BY)
 
 
 class VerdictView(QLabel):
@@ -247,6 +251,10 @@ class EnrollPanel(QGroupBox):
         font.setPointSizeF(font.pointSizeF() * 1.15)
         self.passage_label.setFont(font)
 
+        self.consent_check = QCheckBox(store.CONSENT_STATEMENT, self)
+        self.consent_check.setToolTip("Pocket TTS's terms forbid cloning a voice without its "
+                                      "speaker's explicit consent; it is stored with the voice")
+        self.consent_check.toggled.connect(self._update_buttons)
         self.record_button = QPushButton("&Record", self)
         self.record_button.setToolTip("Count down, then record the passage")
         self.record_button.clicked.connect(self.start_recording)
@@ -288,6 +296,7 @@ class EnrollPanel(QGroupBox):
         layout.addLayout(form)
         layout.addWidget(intro)
         layout.addWidget(self.passage_label)
+        layout.addWidget(self.consent_check)
         layout.addLayout(buttons)
         layout.addLayout(status)
         layout.addWidget(self.verdict_view)
@@ -306,8 +315,9 @@ class EnrollPanel(QGroupBox):
     def _update_buttons(self) -> None:
         # Record and Import stay enabled without a name: pressed, they say what is missing.
         idle = self._state == "idle"
-        self.record_button.setEnabled(idle)
-        self.import_button.setEnabled(idle)
+        consented = self.consent_check.isChecked()
+        self.record_button.setEnabled(idle and consented)
+        self.import_button.setEnabled(idle and consented)
         self.stop_button.setEnabled(self._state in ("countdown", "recording"))
         self.keep_anyway_button.setEnabled(idle and self._pending is not None)
         self.name_edit.setEnabled(idle)

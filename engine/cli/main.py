@@ -171,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--record", metavar="SECONDS", type=_seconds,
                         help="record from the microphone, e.g. 10s")
     vadd.add_argument("--device", "-d", help="input device for --record")
+    vadd.add_argument("--consent", metavar="YOUR_NAME",
+                      help="confirm that this is your voice or that you have the speaker's "
+                           "permission to clone it (asked for on a terminal when missing)")
     vadd.add_argument("--keep-anyway", action="store_true",
                       help="keep a sample that fails its checks (it is flagged)")
     vrename = vsub.add_parser("rename", help="rename a voice")

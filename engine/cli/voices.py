@@ -38,7 +38,7 @@ def run_voices(args: argparse.Namespace) -> int:
         print(f"Exported to {path}.")
     elif action == "import":
         voice = store.import_archive(Path(args.file))
-        print(f"Imported the voice {voice.name}.")
+        print(f"Imported the voice {voice.name}: {voice.consent_line()}.")
     elif action == "preview":
         return _preview(args)
     elif action == "play":
@@ -58,6 +58,7 @@ def _list() -> int:
         flag = " [flagged]" if voice.flagged else ""
         sim = f"  similarity {voice.similarity:.2f}" if voice.similarity is not None else ""
         print(f"  {voice.name:<24} {when}  {voice.verdict.get('summary', '')}{flag}{sim}")
+        print(f"  {'':<24} {voice.consent_line()}")
     for err in broken:
         print(f"  (damaged) {err.message}")
     return 0
@@ -95,7 +96,25 @@ def _record(seconds: float, device: str | None) -> np.ndarray:
     return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
 
 
+def _consent(args: argparse.Namespace) -> str:
+    """Who confirms the consent statement: --consent, or asked for on a terminal."""
+    from engine.errors import ConfigError
+
+    if args.consent and args.consent.strip():
+        return args.consent.strip()
+    if sys.stdin.isatty():
+        print(f"Pocket TTS's terms forbid cloning a voice without its speaker's consent.\n"
+              f"  \"{store.CONSENT_STATEMENT}\"")
+        who = input("Type your name to confirm (empty: cancel): ").strip()
+        if who:
+            return who
+    raise ConfigError("Not enrolled: cloning a voice needs its speaker's consent.",
+                      hint=f"Confirm \"{store.CONSENT_STATEMENT}\" with --consent \"YOUR "
+                           "NAME\".", code="consent_missing")
+
+
 def _add(args: argparse.Namespace) -> int:
+    consent = _consent(args)  # before recording: nothing is captured without it
     if args.file:
         from engine.audio.files import load_audio
 
@@ -104,7 +123,8 @@ def _add(args: argparse.Namespace) -> int:
         audio, source = _record(args.record, args.device), "recording"
     try:
         voice, verdict = store.enroll(args.name, audio, 16000, source=source,
-                                      encoder=_encoder(), force=args.keep_anyway)
+                                      encoder=_encoder(), force=args.keep_anyway,
+                                      consent=consent)
     except store.VoiceQualityError as err:
         _print_checks(err.verdict)
         print(f"error: {err.message}\n  Record again, or add --keep-anyway to keep it flagged.",

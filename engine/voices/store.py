@@ -30,6 +30,10 @@ SAMPLE_FILE = "sample.wav"
 EMBEDDING_FILE = "embedding.npy"
 MAX_SAMPLE_S = 60.0  # longer recordings are cut: more does not clone better
 MAX_ARCHIVE_BYTES = 200 * 1024 * 1024
+# Pocket TTS's terms forbid cloning a voice without its speaker's explicit, lawful consent: the
+# CLI and the window ask for this before enrolling, and it is stored with the voice.
+CONSENT_STATEMENT = ("This is my voice, or I have the speaker's explicit permission to clone "
+                     "it.")
 
 
 class VoiceError(TalkError):
@@ -61,6 +65,14 @@ class Voice:
     verdict: dict[str, Any]
     flagged: bool  # kept although a check failed
     similarity: float | None = None  # speaker similarity of TTS output to the sample
+    consent: dict[str, Any] | None = None  # {"statement", "by", "at"} as given when enrolled
+
+    def consent_line(self) -> str:
+        """The stored consent in words (or that none was recorded)."""
+        if not self.consent:
+            return "no consent recorded (enrolled before consent was asked for)"
+        when = time.strftime("%Y-%m-%d", time.localtime(float(self.consent.get("at", 0))))
+        return f"consent confirmed by {self.consent.get('by', '?')} on {when}"
 
     @property
     def sample_path(self) -> Path:
@@ -108,7 +120,8 @@ def _check_name(name: str) -> str:
 
 
 def enroll(name: str, audio: np.ndarray, rate: int, *, source: str, encoder: Any,
-           force: bool = False, options: QualityOptions | None = None) -> tuple[Voice, Verdict]:
+           force: bool = False, options: QualityOptions | None = None,
+           consent: str | None = None) -> tuple[Voice, Verdict]:
     """Check and store a sample as a new voice.
 
     Args:
@@ -119,6 +132,8 @@ def enroll(name: str, audio: np.ndarray, rate: int, *, source: str, encoder: Any
         encoder: a SpeakerEncoder (embedding and the one-speaker check).
         force: keep a sample that fails its checks (flagged).
         options: check thresholds.
+        consent: who confirmed :data:`CONSENT_STATEMENT` (stored with the time); the CLI and
+            the window never enroll without it.
 
     Raises:
         VoiceQualityError: the sample failed and ``force`` is False.
@@ -144,7 +159,9 @@ def enroll(name: str, audio: np.ndarray, rate: int, *, source: str, encoder: Any
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     normalised = audio * (0.9 / peak) if peak > 0 else audio  # consistent level for the TTS
     info = {"schema_version": 1, "name": name, "created": time.time(), "source": source,
-            "verdict": verdict.to_json(), "flagged": not verdict.ok, "similarity": None}
+            "verdict": verdict.to_json(), "flagged": not verdict.ok, "similarity": None,
+            "consent": {"statement": CONSENT_STATEMENT, "by": consent, "at": time.time()}
+            if consent else None}
 
     import soundfile as sf
 
@@ -175,7 +192,9 @@ def load_voice(folder: Path) -> Voice:
         voice = Voice(id=folder.name, folder=folder, name=str(info["name"]),
                       created=float(info["created"]), source=str(info.get("source", "")),
                       verdict=dict(info.get("verdict") or {}),
-                      flagged=bool(info.get("flagged")), similarity=info.get("similarity"))
+                      flagged=bool(info.get("flagged")), similarity=info.get("similarity"),
+                      consent=info.get("consent") if isinstance(info.get("consent"), dict)
+                      else None)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise VoiceError(f"The voice folder {folder.name} is damaged ({voice_json_problem(err)}).",
                          hint="Delete it and enroll the voice again.",

@@ -55,11 +55,12 @@ def wavs(tmp_path_factory, speech) -> dict[str, str]:
 @pytest.fixture
 def make_dialog(qtbot, app_data):
     """A shown VoicesDialog on its own worker pool, countdown off."""
-    def make(**kwargs) -> VoicesDialog:
+    def make(*, consent: bool = True, **kwargs) -> VoicesDialog:
         kwargs.setdefault("countdown_s", 0)
         dialog = VoicesDialog(WorkerPool(), **kwargs)
         qtbot.addWidget(dialog)
         dialog.show()
+        dialog.enroll_panel.consent_check.setChecked(consent)  # as the person ticks it
         return dialog
     return make
 
@@ -106,6 +107,21 @@ def test_importing_a_good_sample_saves_and_lists_the_voice(make_dialog, qtbot, m
     info = json.loads((folder / "voice.json").read_text())
     assert info["source"] == "grandpa.wav" and not info["flagged"]
     assert dialog.name_edit.text() == ""  # ready for the next voice
+
+
+def test_nothing_is_recorded_or_imported_without_consent(make_dialog, qtbot, monkeypatch,
+                                                         wavs, app_data):
+    dialog = make_dialog(consent=False)
+    dialog.name_edit.setText("Grandpa")
+    assert not dialog.record_button.isEnabled() and not dialog.import_button.isEnabled()
+    assert "permission to clone" in dialog.enroll_panel.consent_check.text()
+    dialog.enroll_panel.consent_check.setChecked(True)
+    choose_file(monkeypatch, wavs["grandpa"])
+    with qtbot.waitSignal(dialog.voices_changed, timeout=WAIT_MS):
+        click(qtbot, dialog.import_button)
+    info = json.loads((app_data / "voices" / "grandpa" / "voice.json").read_text())
+    assert info["consent"]["statement"].startswith("This is my voice")
+    assert "ticked in the app" in info["consent"]["by"] and info["consent"]["at"] > 0
 
 
 def test_play_sample_plays_the_stored_sample(make_dialog, qtbot, app_data):

@@ -84,7 +84,7 @@ def audio_clipped_voice(ctx: Ctx) -> Got:
     speech = speech_array("The weather is nice today, and I like it.", ctx.tmp)
     clipped = np.clip(speech * 40, -1, 1)
     path = _wav(ctx.tmp / "clipped.wav", np.concatenate([clipped] * 3), 16000)
-    result = ctx.cli("voices", "add", "Loud", "--file", path)
+    result = ctx.cli("voices", "add", "Loud", "--consent", "Tester", "--file", path)
     assert result.rc == 1 and not (ctx.data / "voices" / "loud").exists()
     return result.error()
 
@@ -264,7 +264,7 @@ def voice_bad_json(ctx: Ctx) -> Got:
 def voice_corrupt_file_enroll(ctx: Ctx) -> Got:
     path = ctx.tmp / "sample.ogg"
     path.write_bytes(b"OggS" + b"\x00" * 100)
-    result = ctx.cli("voices", "add", "Bob", "--file", path)
+    result = ctx.cli("voices", "add", "Bob", "--consent", "Tester", "--file", path)
     assert result.rc == 1 and not (ctx.data / "voices" / "bob").exists()
     return result.error()
 
