@@ -501,6 +501,7 @@ class MainWindow(QMainWindow):
             persona = self.controller.persona
             self.chat_view.assistant_name = persona.label
             self.refresh_personas()
+            self._use_persona_voice(persona)
             if self.settings.persona != persona.id and self.settings.persona in (
                     self.persona_combo.itemData(i) for i in range(self.persona_combo.count())):
                 self._save_settings(self.settings.replace(persona=persona.id))
@@ -528,10 +529,26 @@ class MainWindow(QMainWindow):
                            or persona_id != self.controller.persona.id):
             self.controller.load_persona(persona_id)  # saved in the settings once it loads
 
+    def _use_persona_voice(self, persona: Any) -> None:
+        """Switch the voice selector to the voice the persona speaks in, if it has one."""
+        from engine.voices.pairing import voice_for
+
+        ref = voice_for(persona)
+        index = self.voice_combo.findData(ref) if ref else -1
+        if index < 0 or index == self.voice_combo.currentIndex():
+            return  # no voice of its own (or it is gone): keep the one chosen
+        self.voice_combo.setCurrentIndex(index)
+        self.controller.set_voice(ref)
+        self._save_settings(self.settings.replace(voice=ref))
+
     def _voice_chosen(self, index: int) -> None:
         name = self.voice_combo.itemData(index)
         self.controller.set_voice(name)
         self._save_settings(self.settings.replace(voice=name))
+        if self.controller.persona is not None:  # remembered for the persona speaking now
+            from engine.voices.pairing import pair
+
+            pair(self.controller.persona.id, name)
         if self.controller.states["voice"] == READY:
             self.voice_note.setText(self.controller.voice_status())
             self.voice_note.setVisible(self.controller.voice_substituted)

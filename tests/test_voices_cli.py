@@ -144,6 +144,12 @@ def test_chat_speaks_replies(pulse, tmp_path, tiny_persona_dir, quick_tts):
     assert result.returncode == 0, result.stderr
     assert "Replies are spoken in the default built-in voice (alba)" in result.stdout
     assert "bot> " in result.stdout
+    # Paired with a voice, the persona speaks in it.
+    paired = cli("voices", "pair", "builtin:marius", str(tiny_persona_dir), data=tmp_path / "data")
+    assert paired.returncode == 0, paired.stderr
+    result = cli("chat", "-p", str(tiny_persona_dir), "--speak", "--tts-model", str(quick_tts),
+                 "-m", "hello there", data=tmp_path / "data")
+    assert "Replies are spoken in the built-in voice marius" in result.stdout, result.stderr
 
 
 def test_chat_without_voice_model_stays_text_only(tmp_path, tiny_persona_dir):

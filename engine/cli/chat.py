@@ -91,7 +91,9 @@ def _voice_output(args: argparse.Namespace, persona: Persona, out: TextIO):
     from engine.voices.builtin import find_any_voice
 
     try:
-        ref = args.voice or persona.default_voice
+        from engine.voices.pairing import voice_for
+
+        ref = args.voice or voice_for(persona)  # the persona's own voice unless told otherwise
         voice = find_any_voice(ref)
         tts = PocketTTS(args.tts_model, device=args.tts_device)
         try:  # encode (or load) the voice now, not inside the first reply

@@ -190,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     vpreview.add_argument("name")
     vpreview.add_argument("--text", default="Hello! This is how I sound when I talk to you.")
     _add_tts_flags(vpreview)
+    vpair = vsub.add_parser("pair", help="make a persona speak in a voice (enrolled or "
+                                         "builtin:NAME)")
+    vpair.add_argument("voice")
+    vpair.add_argument("persona")
+    vunpair = vsub.add_parser("unpair", help="a persona speaks in its own default voice again")
+    vunpair.add_argument("persona")
     vplay = vsub.add_parser("play", help="hear the stored sample of a voice, as enrolled")
     vplay.add_argument("name")
     vplay.add_argument("--speaker-device", help="output device (number or part of its name)")

@@ -41,6 +41,25 @@ def run_voices(args: argparse.Namespace) -> int:
         print(f"Imported the voice {voice.name}: {voice.consent_line()}.")
     elif action == "preview":
         return _preview(args)
+    elif action == "pair":
+        from engine.models.registry import find_persona
+        from engine.voices.builtin import find_any_voice
+        from engine.voices.pairing import pair
+
+        persona = find_persona(args.persona)
+        voice = find_any_voice(args.voice)  # it must exist: an error names what is missing
+        pair(persona.id, args.voice)
+        print(f"{persona.label} now speaks in {getattr(voice, 'label', None) or voice.name} "
+              f"(chat --speak, talk and the window). Undo: talk-to-transformers voices unpair "
+              f"{persona.id}")
+    elif action == "unpair":
+        from engine.models.registry import find_persona
+        from engine.voices.pairing import pair
+
+        persona = find_persona(args.persona)
+        pair(persona.id, None)
+        print(f"{persona.label} speaks in "
+              f"{persona.default_voice or 'the default voice'} again.")
     elif action == "play":
         voice = store.find_voice(args.name)
         audio, rate = voice.sample()

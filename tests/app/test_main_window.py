@@ -530,3 +530,37 @@ def test_builtin_voices_are_offered_and_an_enrolled_one_without_cloning_says_why
     assert window.controller.speaking_voice().name == "marius"
     close(window)
     player.close()
+
+
+def test_choosing_a_persona_switches_to_its_voice_and_a_choice_is_remembered_for_it(
+        qtbot, app_data, tiny_persona_dir):
+    import json
+
+    import numpy as np
+    import soundfile as sf
+
+    from engine.models.persona import load_persona
+    from engine.voices.pairing import pair, voice_for
+    from engine.voices.store import voices_dir
+
+    for name in ("Grandpa", "Nan"):
+        folder = voices_dir() / name.lower()
+        folder.mkdir(parents=True)
+        sf.write(folder / "sample.wav", np.full(24000, 0.1, np.float32), 24000)
+        (folder / "voice.json").write_text(json.dumps({"name": name, "created": 0,
+                                                       "source": "t"}))
+        np.save(folder / "embedding.npy", np.ones(256, np.float32) / 16)
+    persona = load_persona(tiny_persona_dir)
+    pair(persona.id, "Grandpa")  # as `voices pair Grandpa <persona>` does
+    settings = Settings(persona=str(tiny_persona_dir), speak_replies=False, voice="Nan")
+    window, _ = open_window(qtbot, settings, wait_for=("chat",))
+    qtbot.waitUntil(lambda: window.voice_combo.currentData() == "Grandpa")  # its voice
+    assert window.controller.voice.name == "Grandpa" and window.settings.voice == "Grandpa"
+    index = window.voice_combo.findData("Nan")
+    window.voice_combo.setCurrentIndex(index)
+    window.voice_combo.activated.emit(index)  # chosen while the persona speaks: remembered
+    assert voice_for(persona) == "Nan"
+    close(window)
+    window, _ = open_window(qtbot, settings.replace(voice=None), wait_for=("chat",))
+    qtbot.waitUntil(lambda: window.voice_combo.currentData() == "Nan")  # kept over a restart
+    close(window)
