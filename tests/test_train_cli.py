@@ -96,10 +96,17 @@ def test_train_all_from_a_dialogue_file(env, tiny_persona_dir, tmp_path):
               "The storms are the best part."]] * 4
     dialogues.write_text("\n".join(json.dumps({"id": str(i), "turns": t})
                                    for i, t in enumerate(turns)) + "\n")
+    nobody = run("train", "all", "--dialogues", str(dialogues), "--base", str(tiny_persona_dir),
+                 "--name", "Grandpa", "--voice", "Nobody", *TRAIN_FLAGS, env=env)
+    assert nobody.returncode == 1 and "No voice called 'Nobody'" in nobody.stderr
+    assert not (tmp_path / "data" / "training").exists()  # refused before anything ran
     done = run("train", "all", "--dialogues", str(dialogues), "--base", str(tiny_persona_dir),
-               "--name", "Grandpa", *TRAIN_FLAGS, env=env)
+               "--name", "Grandpa", "--voice", "builtin:marius", *TRAIN_FLAGS, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "[export] persona 'grandpa' is ready" in done.stdout
+    persona = json.loads((tmp_path / "data" / "personas" / "grandpa" / "persona.json")
+                         .read_text())
+    assert persona["default_voice"] == "builtin:marius"  # it speaks in that voice
     chat = run("chat", "-p", "grandpa", "-m", "How was your day?", env=env)
     assert chat.returncode == 0 and "bot> " in chat.stdout, chat.stderr
 

@@ -271,7 +271,7 @@ def stage_export(args: argparse.Namespace, run: Path, report: Reporter) -> None:
     name = args.name or run.name
     report.emit("export", "start", text=f"persona {name!r}")
     persona = export_persona(run, name, description=args.description or "",
-                             adapter_only=args.adapter_only)
+                             adapter_only=args.adapter_only, default_voice=args.voice)
     report.emit("export", "done", text=f"persona {persona.id!r} is ready: "
                 f"talk-to-transformers chat -p {persona.id}", persona=persona.id)
 
@@ -439,6 +439,8 @@ def _add_export(p: argparse.ArgumentParser) -> None:
     g.add_argument("--description", default="")
     g.add_argument("--adapter-only", action="store_true",
                    help="LoRA: ship the adapter and point at the base instead of merging")
+    g.add_argument("--voice", metavar="NAME",
+                   help="the voice the persona speaks in: an enrolled voice or builtin:NAME")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -568,6 +570,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _reddit_login(args, out)
         if args.stage == "all":
             _apply_recipe(args, parser)
+        if getattr(args, "voice", None):  # a missing voice fails now, not after training
+            from engine.voices.builtin import find_any_voice
+
+            find_any_voice(args.voice)
         run = run_folder(_run_name(args))
         report = Reporter(args.progress_json, out)
         previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}

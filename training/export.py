@@ -25,7 +25,7 @@ _ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 def export_persona(run_dir: str | Path, name: str, *, description: str = "",
-                   adapter_only: bool = False) -> Persona:
+                   adapter_only: bool = False, default_voice: str | None = None) -> Persona:
     """Make a persona called ``name`` from the run in ``run_dir``.
 
     Args:
@@ -34,6 +34,7 @@ def export_persona(run_dir: str | Path, name: str, *, description: str = "",
         description: shown in the app's persona list.
         adapter_only: for a LoRA run, ship the adapter (a few MB) instead of merged weights;
             the persona then needs its base model on this machine.
+        default_voice: the voice it speaks in (an enrolled voice's name or ``builtin:NAME``).
 
     Raises:
         TrainingError: no finished run, a name already taken (code ``persona_exists``), or an
@@ -90,6 +91,8 @@ def export_persona(run_dir: str | Path, name: str, *, description: str = "",
             "decoding": _default_decoding(),
             "training_card": training_card(run, config.to_dict()),
         }
+        if default_voice:
+            persona["default_voice"] = default_voice
         (tmp / PERSONA_FILE).write_text(json.dumps(persona, indent=2, ensure_ascii=False) + "\n",
                                         encoding="utf-8")
         try:

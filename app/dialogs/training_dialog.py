@@ -171,12 +171,18 @@ class TrainingDialog(QDialog):
         self.batch_spin.setValue(4)
         self.name_edit = QLineEdit(model_box)
         self.name_edit.setPlaceholderText("the persona's name, e.g. Berkeley")
+        self.voice_combo = QComboBox(model_box)
+        self.voice_combo.setToolTip("The persona speaks in this voice once trained (enrolled "
+                                    "voices, and built-in ones of a pulled voice model)")
+        self._fill_voices()
         self.memory_label = QLabel(model_box)
         self.memory_label.setWordWrap(True)
         form = QFormLayout(model_box)
         for text, widget in (("Base &model:", self.base_combo), ("Me&thod:", self.method_combo),
                              ("&Epochs:", self.epochs_spin), ("Batch si&ze:", self.batch_spin),
-                             ("&Name:", self.name_edit), ("Memory:", self.memory_label)):
+                             ("&Name:", self.name_edit),
+                             ("Speaks in the &voice of:", self.voice_combo),
+                             ("Memory:", self.memory_label)):
             label = QLabel(text, model_box)
             label.setBuddy(widget)
             form.addRow(label, widget)
@@ -269,6 +275,20 @@ class TrainingDialog(QDialog):
         self.memory_label.setText(f"about {gpu:.1f} GB on a GPU (fp16), {cpu:.1f} GB of RAM "
                                   "on the CPU — an estimate")
 
+    def _fill_voices(self) -> None:
+        from engine.models.catalogue import tts_catalogue
+        from engine.tts.runtime import pulled_builtin_voices
+        from engine.voices.builtin import BuiltinVoice
+        from engine.voices.store import list_voices
+
+        self.voice_combo.addItem("(choose later)", None)
+        for voice in list_voices()[0]:
+            self.voice_combo.addItem(voice.name, voice.name)
+        builtin = {name for entry in tts_catalogue()
+                   for name in pulled_builtin_voices(entry.config or "")}
+        for name in sorted(builtin):
+            self.voice_combo.addItem(BuiltinVoice(name).label, BuiltinVoice(name).ref)
+
     def command(self) -> list[str]:
         """The ``train all`` command line for the chosen settings.
 
@@ -295,6 +315,8 @@ class TrainingDialog(QDialog):
                 raise TalkError("Name a subreddit, or choose a dialogue file.",
                                 code="training_source_missing")
             args += ["--subreddit", subreddit]
+        if self.voice_combo.currentData():
+            args += ["--voice", self.voice_combo.currentData()]
         return [self.python, *args, *self.extra_args]
 
     # -- the process --------------------------------------------------------------------------

@@ -37,14 +37,27 @@ def make_dialog(qtbot, tiny_persona_dir, tmp_path, *, steps: int):
 
 def test_a_run_from_a_dialogue_file_makes_a_persona(qtbot, app_data, tiny_persona_dir,
                                                     tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from engine.voices.store import voices_dir
+
+    voice = voices_dir() / "gran"  # an enrolled voice for the persona to speak in
+    voice.mkdir(parents=True)
+    (voice / "voice.json").write_text('{"name": "Gran", "created": 0, "source": "t"}')
+    sf.write(voice / "sample.wav", np.full(24000, 0.1, np.float32), 24000)
+    np.save(voice / "embedding.npy", np.ones(256, np.float32) / 16)
     dialog = make_dialog(qtbot, tiny_persona_dir, tmp_path, steps=8)
+    dialog.voice_combo.setCurrentIndex(dialog.voice_combo.findData("Gran"))
+    assert dialog.command()[-10:-8] == ["--voice", "Gran"]
     dialog.show()
     with qtbot.waitSignal(dialog.persona_created, timeout=180000) as created:
         qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
         assert dialog.running and not dialog.start_button.isEnabled()
     qtbot.waitUntil(lambda: not dialog.running, timeout=60000)
     assert created.args == ["grandpa"]
-    assert (app_data / "personas" / "grandpa" / "persona.json").is_file()
+    persona = json.loads((app_data / "personas" / "grandpa" / "persona.json").read_text())
+    assert persona["default_voice"] == "Gran"
     assert all(dialog.stage_state.get(s) == "done" for s in ("dataset", "train", "export"))
     assert len(dialog.loss_plot.points) >= 2  # the loss was plotted as it came
     assert "Done" in dialog.status_label.text() and dialog.start_button.isEnabled()
