@@ -91,6 +91,9 @@ def test_exported_full_run_loads_in_the_engine_and_replies(full_run, full_report
     assert isinstance(reply, str) and reply
     card = persona.training_card
     assert card["config"]["method"] == "full" and card["steps"] == 60
+    # Nothing of the maker's machine travels with a persona: folders keep only their names.
+    assert card["config"]["run_dir"] == full_run.name
+    assert str(full_run.parent) not in (persona.folder / "persona.json").read_text()
     assert card["data"]["counts"] == {"train": 7, "validation": 7}
     assert card["filter"]["dropped_comments"] == 5 and card["filter"]["rules"]["bot"] == 2
     assert card["eval"]["perplexity"] == full_report["perplexity"]

@@ -114,10 +114,24 @@ def _default_decoding() -> dict[str, Any]:
     return default_decoding("dialogpt")
 
 
+def _shareable(config: dict[str, Any]) -> dict[str, Any]:
+    """The config without this machine's folders: a persona is handed to other people.
+
+    A folder keeps only its name (the run's, the dataset's, a local base model's); a Hub id such
+    as ``microsoft/DialoGPT-medium`` stays as it is.
+    """
+    shared = dict(config)
+    for key in ("run_dir", "data_dir", "base_model"):
+        value = shared.get(key)
+        if isinstance(value, str) and Path(value).expanduser().is_absolute():
+            shared[key] = Path(value).name
+    return shared
+
+
 def training_card(run: Path, config: dict[str, Any]) -> dict[str, Any]:
     """What a persona records about how it was made: settings, data, filtering, evaluation."""
     card: dict[str, Any] = {"exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                            "config": config}
+                            "config": _shareable(config)}
     log = _read_log_tail(run / "log.jsonl")
     if log:
         card["steps"], card["final_loss"] = log.get("step"), log.get("loss")
