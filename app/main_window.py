@@ -305,20 +305,15 @@ class MainWindow(QMainWindow):
 
     def refresh_voices(self) -> None:
         """Reload the voice selector."""
-        from engine.models.catalogue import tts_catalogue
-        from engine.tts.runtime import pulled_builtin_voices
-        from engine.voices.builtin import BuiltinVoice
+        from engine.voices.builtin import pulled_builtin_voices
         from engine.voices.store import list_voices
 
         voices, _problems = list_voices()
         self.voice_combo.clear()
         self.voice_combo.addItem("Default voice", None)
         # Built-in voices of every pulled voice model; they speak without the cloning weights.
-        builtin = {name for entry in tts_catalogue()
-                   for name in pulled_builtin_voices(entry.config or "")}
-        for name in sorted(builtin):
-            voice = BuiltinVoice(name)
-            self.voice_combo.addItem(voice.label, voice.ref)
+        for builtin in pulled_builtin_voices():
+            self.voice_combo.addItem(builtin.label, builtin.ref)
         for voice in voices:
             self.voice_combo.addItem(voice.name + (" (flagged)" if voice.flagged else ""),
                                      voice.name)

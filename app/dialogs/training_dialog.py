@@ -276,18 +276,14 @@ class TrainingDialog(QDialog):
                                   "on the CPU — an estimate")
 
     def _fill_voices(self) -> None:
-        from engine.models.catalogue import tts_catalogue
-        from engine.tts.runtime import pulled_builtin_voices
-        from engine.voices.builtin import BuiltinVoice
+        from engine.voices.builtin import pulled_builtin_voices
         from engine.voices.store import list_voices
 
         self.voice_combo.addItem("(choose later)", None)
         for voice in list_voices()[0]:
             self.voice_combo.addItem(voice.name, voice.name)
-        builtin = {name for entry in tts_catalogue()
-                   for name in pulled_builtin_voices(entry.config or "")}
-        for name in sorted(builtin):
-            self.voice_combo.addItem(BuiltinVoice(name).label, BuiltinVoice(name).ref)
+        for builtin in pulled_builtin_voices():
+            self.voice_combo.addItem(builtin.label, builtin.ref)
 
     def command(self) -> list[str]:
         """The ``train all`` command line for the chosen settings.

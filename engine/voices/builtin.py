@@ -51,3 +51,12 @@ def find_any_voice(ref: str | None) -> Any:
     from engine.voices.store import find_voice
 
     return find_voice(ref)
+
+
+def pulled_builtin_voices() -> list[BuiltinVoice]:
+    """The built-in voices of every pulled catalogue voice model (cheap: no model is loaded)."""
+    from engine.models.catalogue import tts_catalogue
+    from engine.tts.runtime import pulled_builtin_voices as of_model
+
+    names = {name for entry in tts_catalogue() for name in of_model(entry.config or "")}
+    return [BuiltinVoice(name) for name in sorted(names)]
