@@ -259,7 +259,9 @@ class Controller(QObject):
 
     def voice_status(self) -> str:
         """The status line for spoken replies (which voice, which model, and why not cloned)."""
-        text = f"Replies are spoken in {voice_label(self.speaking_voice())}"
+        from engine.voices.builtin import describe_voice
+
+        text = f"Replies are spoken in {describe_voice(self.speaking_voice())}"
         if self.tts is not None:
             text += f" ({self.tts.model_id})"
         text += "."
@@ -543,13 +545,3 @@ def _sweep_leftovers() -> None:
 
     sweep_leftovers(paths.data_dir())
 
-
-def voice_label(voice: Any) -> str:
-    """How the status line names the voice replies are spoken in."""
-    from engine.voices.builtin import BuiltinVoice
-
-    if voice is None:
-        return "the voice model's default voice"
-    if isinstance(voice, BuiltinVoice):
-        return f"the built-in voice {voice.name.capitalize()}"
-    return f"the voice {voice.name}"

@@ -544,9 +544,6 @@ class MainWindow(QMainWindow):
             from engine.voices.pairing import pair
 
             pair(self.controller.persona.id, name)
-        if self.controller.states["voice"] == READY:
-            self.voice_note.setText(self.controller.voice_status())
-            self.voice_note.setVisible(self.controller.voice_substituted)
 
     def _save_settings(self, settings: Settings) -> None:
         from engine import settings as settings_file

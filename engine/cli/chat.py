@@ -87,8 +87,8 @@ def _open(persona: Persona, args: argparse.Namespace, out: TextIO):
 def _voice_output(args: argparse.Namespace, persona: Persona, out: TextIO):
     """(tts, player, voice) for spoken replies, or None with the reason shown."""
     from engine.audio.player import Player
-    from engine.tts.pocket import CloningUnavailableError, PocketTTS
-    from engine.voices.builtin import find_any_voice
+    from engine.tts.pocket import PocketTTS
+    from engine.voices.builtin import describe_voice, find_any_voice
 
     try:
         from engine.voices.pairing import voice_for
@@ -96,31 +96,33 @@ def _voice_output(args: argparse.Namespace, persona: Persona, out: TextIO):
         ref = args.voice or voice_for(persona)  # the persona's own voice unless told otherwise
         voice = find_any_voice(ref)
         tts = PocketTTS(args.tts_model, device=args.tts_device)
-        try:  # encode (or load) the voice now, not inside the first reply
-            tts.voice_state(voice)
-        except CloningUnavailableError as err:
-            print_error(err)
-            print("Speaking in the default built-in voice instead.", file=out)
-            voice = None
-            tts.voice_state(voice)
+        voice = ready_voice(tts, voice, out)
         player = Player(args.speaker_device)
         player.start()
     except TalkError as err:
         print_error(err)
         print("Replies will be text only.", file=out)
         return None
-    print(f"Replies are spoken in {_voice_label(voice)} ({tts.model_id}).", file=out)
+    print(f"Replies are spoken in {describe_voice(voice)} ({tts.model_id}).", file=out)
     return tts, player, voice
 
 
-def _voice_label(voice) -> str:
-    from engine.voices.builtin import BuiltinVoice
+def ready_voice(tts, voice, out: TextIO):
+    """``voice``, its state loaded now rather than inside the first reply.
 
-    if voice is None:
-        return "the default built-in voice (alba)"
-    if isinstance(voice, BuiltinVoice):
-        return f"the built-in voice {voice.name}"
-    return f"the voice {voice.name}"
+    An enrolled voice without the cloning weights gives way to the default built-in voice, and
+    ``out`` says so.
+    """
+    from engine.tts.pocket import CloningUnavailableError
+
+    try:
+        tts.voice_state(voice)
+    except CloningUnavailableError as err:
+        print_error(err)
+        print("Speaking in the default built-in voice (alba) instead.", file=out)
+        voice = None
+        tts.voice_state(voice)
+    return voice
 
 
 def _spoken_pipeline(session: ChatSession, voice_out):

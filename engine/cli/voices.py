@@ -201,17 +201,10 @@ def _say(args: argparse.Namespace) -> int:
     if not normalise(args.text):
         print("Nothing to say: the text has no speakable words.", file=sys.stderr)
         return 1
+    from engine.cli.chat import ready_voice
+
     tts = _tts(args)
-    from engine.tts.pocket import CloningUnavailableError
-
-    try:
-        tts.voice_state(voice)
-    except CloningUnavailableError as err:  # as chat and talk do: say it, then speak anyway
-        from engine.cli.main import print_error
-
-        print_error(err)
-        print("Speaking in the default built-in voice (alba) instead.", file=sys.stderr)
-        voice = None
+    voice = ready_voice(tts, voice, sys.stderr)  # as chat and talk: say why, speak anyway
     if args.output:
         import soundfile as sf
 

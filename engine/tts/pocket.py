@@ -6,7 +6,7 @@ after the first frame rather than after the sentence. Stopping the iteration (a 
 generation at the next frame.
 
 Weights, tokenizer and built-in voices are pulled by the app's model manager
-(:mod:`engine.tts.pull`); here they are only looked up in the Hub cache, so nothing is ever
+(:mod:`engine.models.voice_pull`); here they are only looked up in the Hub cache, so nothing is ever
 downloaded at run time. An enrolled voice is encoded once per model into the runtime's
 conditioning state, cached as safetensors in the voice folder.
 """

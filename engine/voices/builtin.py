@@ -60,3 +60,12 @@ def pulled_builtin_voices() -> list[BuiltinVoice]:
 
     names = {name for entry in tts_catalogue() for name in of_model(entry.config or "")}
     return [BuiltinVoice(name) for name in sorted(names)]
+
+
+def describe_voice(voice: Any) -> str:
+    """How status lines name the voice replies are spoken in (None: the default one)."""
+    if voice is None:
+        return "the default built-in voice (alba)"
+    if isinstance(voice, BuiltinVoice):
+        return f"the built-in voice {voice.name}"
+    return f"the voice {voice.name}"
