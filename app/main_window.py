@@ -536,6 +536,11 @@ class MainWindow(QMainWindow):
         self.controller.set_voice(ref)
         self._save_settings(self.settings.replace(voice=ref))
 
+    def _persona_paired(self, persona_id: str) -> None:
+        """A persona was given a voice elsewhere: follow it if that persona is speaking now."""
+        if self.controller.persona is not None and self.controller.persona.id == persona_id:
+            self._use_persona_voice(self.controller.persona)
+
     def _voice_chosen(self, index: int) -> None:
         name = self.voice_combo.itemData(index)
         self.controller.set_voice(name)
@@ -588,8 +593,10 @@ class MainWindow(QMainWindow):
                 play=self.controller.play_sample,
                 parent=self)
             self.voices_dialog.voices_changed.connect(self.refresh_voices)
+            self.voices_dialog.paired.connect(self._persona_paired)
         else:
             self.voices_dialog.refresh()
+        self.voices_dialog.current_persona = self.controller.persona
         self.voices_dialog.show()
         self.voices_dialog.raise_()
 

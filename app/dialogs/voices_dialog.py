@@ -55,6 +55,7 @@ class VoicesDialog(QDialog):
     """
 
     voices_changed = Signal()  # a voice was added, renamed or deleted
+    paired = Signal(str)  # a persona's id: it now speaks in another voice
 
     def __init__(self, workers: WorkerPool, *,
                  microphone_factory: Callable[[], Any] | None = None,
@@ -72,6 +73,7 @@ class VoicesDialog(QDialog):
         self._playing = False
         self._previewing = False
         self._voices: dict[str, store.Voice] = {}
+        self.current_persona: Any = None  # the window's persona (maybe not installed): first
         self.banner = Banner(self)
         self.enroll_panel = EnrollPanel(workers, microphone_factory=microphone_factory,
                                         countdown_s=countdown_s, parent=self)
@@ -139,9 +141,12 @@ class VoicesDialog(QDialog):
         self.rename_button.clicked.connect(self.rename_selected)
         self.delete_button = QPushButton("&Delete…", self)
         self.delete_button.clicked.connect(self.delete_selected)
+        self.pair_button = QPushButton("&Use for persona…", self)
+        self.pair_button.setToolTip("Make a persona speak in the selected voice")
+        self.pair_button.clicked.connect(self.pair_selected)
         actions = QHBoxLayout()
-        for button in (self.play_button, self.preview_button, self.rename_button,
-                       self.delete_button):
+        for button in (self.play_button, self.preview_button, self.pair_button,
+                       self.rename_button, self.delete_button):
             button.setAutoDefault(False)
             actions.addWidget(button)
         actions.addStretch(1)
@@ -160,7 +165,8 @@ class VoicesDialog(QDialog):
         layout.addWidget(close)
         QWidget.setTabOrder(self.voices_table, self.play_button)
         QWidget.setTabOrder(self.play_button, self.preview_button)
-        QWidget.setTabOrder(self.preview_button, self.rename_button)
+        QWidget.setTabOrder(self.preview_button, self.pair_button)
+        QWidget.setTabOrder(self.pair_button, self.rename_button)
         QWidget.setTabOrder(self.rename_button, self.delete_button)
         QWidget.setTabOrder(self.delete_button, self.name_edit)
 
@@ -216,6 +222,7 @@ class VoicesDialog(QDialog):
         self.play_button.setEnabled(chosen and self.play is not None and not self._playing)
         self.rename_button.setEnabled(chosen)
         self.delete_button.setEnabled(chosen)
+        self.pair_button.setEnabled(chosen)
 
     def _enrolled(self, voice: store.Voice) -> None:
         self.refresh(select=voice.id)
@@ -256,6 +263,41 @@ class VoicesDialog(QDialog):
             return
         self.refresh(select=renamed.id)
         self.voices_changed.emit()
+
+    def pair_selected(self) -> None:
+        """Ask which persona should speak in the selected voice, and pair them."""
+        voice = self.selected_voice()
+        if voice is None:
+            return
+        from engine.models.registry import list_personas
+        from engine.voices.pairing import pair, voice_for
+
+        personas, _broken = list_personas()
+        current = self.current_persona
+        if current is not None and all(p.id != current.id for p in personas):
+            personas.append(current)  # opened from a folder that is not installed
+        if not personas:
+            self.banner.show_message("There is no persona to pair yet: pull, add or train one "
+                                     "in Models first.", "warning", title="Use for persona")
+            return
+        labels = [p.label + (f"  (speaks in {voice_for(p)})" if voice_for(p) else "")
+                  for p in personas]
+        first = next((i for i, p in enumerate(personas)
+                      if current is not None and p.id == current.id), 0)
+        label, ok = QInputDialog.getItem(self, "Use for persona",
+                                         f"Which persona should speak in {voice.name}?",
+                                         labels, first, False)
+        if not ok:
+            return
+        persona = personas[labels.index(label)]
+        try:
+            pair(persona.id, voice.name)
+        except (TalkError, OSError) as err:
+            self.banner.show_message(err if isinstance(err, TalkError) else
+                                     f"Could not save the pairing: {err}", title="Use for persona")
+            return
+        self.banner.show_message(f"{persona.label} now speaks in {voice.name}.", "info")
+        self.paired.emit(persona.id)
 
     def delete_selected(self) -> None:
         """Delete the selected voice after asking."""

@@ -564,3 +564,47 @@ def test_choosing_a_persona_switches_to_its_voice_and_a_choice_is_remembered_for
     window, _ = open_window(qtbot, settings.replace(voice=None), wait_for=("chat",))
     qtbot.waitUntil(lambda: window.voice_combo.currentData() == "Nan")  # kept over a restart
     close(window)
+
+
+def test_use_for_persona_in_the_voices_dialog_pairs_and_switches_the_active_persona(
+        qtbot, app_data, tiny_persona_dir, monkeypatch):
+    import json
+
+    import numpy as np
+    import soundfile as sf
+    from PySide6.QtWidgets import QInputDialog
+
+    from engine.models.persona import load_persona
+    from engine.voices.pairing import voice_for
+    from engine.voices.store import voices_dir
+
+    folder = voices_dir() / "grandpa"
+    folder.mkdir(parents=True)
+    sf.write(folder / "sample.wav", np.full(24000, 0.1, np.float32), 24000)
+    (folder / "voice.json").write_text(json.dumps({"name": "Grandpa", "created": 0,
+                                                   "source": "t"}))
+    np.save(folder / "embedding.npy", np.ones(256, np.float32) / 16)
+    persona = load_persona(tiny_persona_dir)
+    settings = Settings(persona=str(tiny_persona_dir), speak_replies=False, voice=None)
+    window, _ = open_window(qtbot, settings, wait_for=("chat",))
+    window.open_voices()
+    dialog = window.voices_dialog
+    assert dialog.current_persona.id == persona.id
+    asked = {}
+
+    def choose(parent, title, label, items, current, editable):
+        asked.update(items=items, current=current, label=label)
+        return items[current], True  # the persona speaking now is offered first
+
+    monkeypatch.setattr(QInputDialog, "getItem", staticmethod(choose))
+    dialog.select_voice("Grandpa")
+    assert dialog.pair_button.isEnabled()
+    dialog.pair_button.click()
+    assert "speak in Grandpa" in asked["label"]
+    assert asked["items"][asked["current"]].startswith(persona.label)
+    assert voice_for(persona) == "Grandpa"
+    assert "now speaks in Grandpa" in dialog.banner.text()
+    assert window.voice_combo.currentData() == "Grandpa"  # the active persona follows at once
+    assert window.controller.voice.name == "Grandpa" and window.settings.voice == "Grandpa"
+    dialog.close()
+    close(window)
