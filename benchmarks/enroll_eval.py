@@ -15,6 +15,9 @@ On every sample of the labelled set (``benchmarks/enroll_set.py``) the VAD-voice
   utterance embedding is the mean of its partials); ``kmp``: 2-means on those partials;
 - ``hf36``/``hf42``: share of the speech's spectral energy above 3.6 / 4.2 kHz (telephone band).
 
+``app``: the check the app ships (``quality.speaker_scores`` + ``quality.speaker_check``):
+refused, noted ("play it back") or passed.
+
 Prints false refusals (one-speaker samples flagged) and false accepts (two-speaker samples with a
 second share >= 25 % not flagged) per category, the best zero-refusal setting per method, the
 best OR of two rules, and the telephone-band detector's separation.
@@ -40,7 +43,12 @@ from enroll_set import SR, Sample, build  # noqa: E402
 
 from engine.audio.vad import VoiceActivity  # noqa: E402
 from engine.voices.encoder import SpeakerEncoder, similarity  # noqa: E402
-from engine.voices.quality import FRAME, QualityOptions  # noqa: E402
+from engine.voices.quality import (  # noqa: E402
+    FRAME,
+    QualityOptions,
+    speaker_check,
+    speaker_scores,
+)
 
 ONE = ("real-one", "phone-one", "espeak-one")
 TWO = ("joined", "interleaved", "phone-two")
@@ -157,6 +165,10 @@ def measure(encoder: SpeakerEncoder, sample: Sample) -> dict[str, float]:
     partials = encoder.embed_partials(speech, rate=1 / PARTIAL_HOP)
     stats["split"] = split_min(partials)
     stats["kmp_share"], stats["kmp_sim"] = two_means(partials)
+    app_thirds, app_windows = speaker_scores(speech, encoder)
+    check = speaker_check(app_thirds, app_windows, QualityOptions())
+    stats["app_refused"] = float(not check.ok)
+    stats["app_noted"] = float(check.ok and check.note)
     stats["hf36"] = high_band(speech, 3600)
     stats["hf42"] = high_band(speech, 4200)
     return stats
@@ -341,6 +353,21 @@ def report(sc: Scorer) -> None:
               f"FAr {sc.fa_real(r.flags):2d}")
 
     n_one, n_two, n_real = int(sc.one.sum()), int(sc.two.sum()), int(sc.real_two.sum())
+    opts = QualityOptions()
+    refused, noted = sc.col("app_refused") > 0, sc.col("app_noted") > 0
+    print(f"\n== the app's check (refused below thirds {opts.min_consistency:.2f} / windows "
+          f"{opts.min_window_match:.2f}; a note below {opts.note_consistency:.2f} / "
+          f"{opts.note_window_match:.2f})")
+    print(f"{'':<36} {header()}")
+    print(f"{'refused':<36} {sc.per_category(refused)}  FR {int(np.sum(refused & sc.one)):2d} "
+          f"FA {int(np.sum(~refused & sc.two)):2d}/{n_two} FAr "
+          f"{sc.fa_real(refused)}/{n_real}")
+    either = refused | noted
+    print(f"{'refused or noted':<36} {sc.per_category(either)}  noted one-speaker "
+          f"{int(np.sum(noted & sc.one))}/{n_one}; two-speaker missed "
+          f"{int(np.sum(~either & sc.two))}/{n_two} ({np.mean(either[sc.two]):.0%} caught), "
+          f"real pairs missed {sc.fa_real(either)}/{n_real} "
+          f"({1 - sc.fa_real(either) / n_real:.0%} caught)")
     every = rules(sc)
     families = list(dict.fromkeys(r.family for r in every))
     for min_margin in (0.0, 0.03):

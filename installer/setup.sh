@@ -33,9 +33,11 @@ apt_packages=(libportaudio2 ffmpeg)
 apt_packages+=(libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0
   libxcb-randr0 libxcb-render-util0 libxcb-image0 libxcb-xkb1 libegl1 libgl1 libfontconfig1
   libdbus-1-3 fonts-dejavu-core)
-# Tests: a PulseAudio server for the virtual sound card, espeak-ng and sox for real speech,
-# Xvfb and xauth (a real X display for the screenshots script).
-[ "$dev" -eq 1 ] && apt_packages+=(pulseaudio pulseaudio-utils libasound2-plugins espeak-ng sox xvfb xauth)
+# Tests: a PulseAudio server for the virtual sound card, espeak-ng and sox for synthetic speech,
+# recordings of real people (pocketsphinx-testdata: read speech of three men, 1.8 MB), Xvfb and
+# xauth (a real X display for the screenshots script).
+[ "$dev" -eq 1 ] && apt_packages+=(pulseaudio pulseaudio-utils libasound2-plugins espeak-ng sox
+  pocketsphinx-testdata xvfb xauth)
 "$python" -m venv --help >/dev/null 2>&1 || apt_packages+=(python3-venv)
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -20,6 +20,7 @@ from engine.audio.capture import CaptureError
 from engine.audio.filesource import FileMicrophone
 from engine.errors import ModelNotAvailableError
 from engine.voices import store
+from tests import real_speech
 from tests.speech import SENTENCES, speech_array
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("sox") is None,
@@ -398,3 +399,22 @@ def test_closing_during_a_recording_releases_the_microphone_and_keeps_nothing(
     qtbot.waitUntil(lambda: not mics[0]._running.is_set(), timeout=3000)
     qtbot.waitUntil(dialog.record_button.isEnabled, timeout=3000)
     assert list((app_data / "voices").iterdir()) == []
+
+
+@pytest.mark.skipif(not real_speech.available(), reason=real_speech.SKIP_REASON)
+def test_two_real_people_in_one_file_are_refused_with_the_reason_in_plain_words(
+        make_dialog, qtbot, monkeypatch, tmp_path, app_data):
+    import soundfile as sf
+
+    lib, go = (real_speech.join(real_speech.speaker(n)) for n in ("librivox", "goforward"))
+    path = tmp_path / "two-men.wav"
+    sf.write(path, real_speech.join([lib[:len(lib) // 2], go[:len(go) // 2]]), 16000)
+    dialog = make_dialog()
+    dialog.name_edit.setText("Pair")
+    choose_file(monkeypatch, str(path))
+    click(qtbot, dialog.import_button)
+    qtbot.waitUntil(dialog.keep_anyway_button.isVisible, timeout=WAIT_MS)
+    text = dialog.verdict_view.plain_text()
+    assert "Not saved" in text and "✗ One speaker: more than one speaker?" in text, text
+    assert "record just the one voice" in text
+    assert table_names(dialog) == [] and not (app_data / "voices" / "pair").exists()
