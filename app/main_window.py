@@ -576,6 +576,7 @@ class MainWindow(QMainWindow):
 
     def _models_changed(self) -> None:
         self.refresh_personas()
+        self.refresh_voices()  # an imported persona may have brought its voice
         # The voice model may just have been pulled: try it again.
         if self.settings.speak_replies and self.controller.states["voice"] == FAILED:
             self.controller.load_voice_output()

@@ -9,6 +9,7 @@ banner at the top and the dialog keeps working.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -16,8 +17,10 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
     QDialogButtonBox,
+    QFileDialog,
     QHBoxLayout,
     QHeaderView,
+    QInputDialog,
     QLabel,
     QMessageBox,
     QPushButton,
@@ -121,6 +124,8 @@ class ModelsDialog(QDialog):
         self.rows: list[Row] = []
         self._removing = False
         self._adding = False
+        self._sharing = False  # an export or import is running
+        self._share_job = 0  # the latest export or import; an earlier one's end is not its end
 
         self.banner = Banner(self)
         self.table = QTableWidget(0, len(COLUMNS), self)
@@ -154,11 +159,20 @@ class ModelsDialog(QDialog):
         self.add_button = QPushButton("&Add folder…", self)
         self.add_button.setToolTip("Add a persona folder or a transformers checkpoint folder")
         self.add_button.clicked.connect(self.add_folder)
+        self.export_button = QPushButton("&Export…", self)
+        self.export_button.setToolTip("Write the selected persona and its voice to one zip file "
+                                      "to give to someone")
+        self.export_button.clicked.connect(self.export_selected)
+        self.import_button = QPushButton("&Import…", self)
+        self.import_button.setToolTip("Add a persona (and its voice) from a zip file made by "
+                                      "Export")
+        self.import_button.clicked.connect(self.import_archive)
         close = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
         close.rejected.connect(self.reject)
 
         buttons = QHBoxLayout()
-        for button in (self.pull_button, self.remove_button, self.add_button):
+        for button in (self.pull_button, self.remove_button, self.add_button,
+                       self.export_button, self.import_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         buttons.addWidget(close)
@@ -171,6 +185,8 @@ class ModelsDialog(QDialog):
         self.setTabOrder(self.table, self.pull_button)
         self.setTabOrder(self.pull_button, self.remove_button)
         self.setTabOrder(self.remove_button, self.add_button)
+        self.setTabOrder(self.add_button, self.export_button)
+        self.setTabOrder(self.export_button, self.import_button)
         self.refresh()
 
     # -- the table ---------------------------------------------------------------------------
@@ -233,6 +249,9 @@ class ModelsDialog(QDialog):
         self.remove_button.setEnabled(row is not None and row.persona is not None
                                       and not self._removing)
         self.add_button.setEnabled(not self._adding)
+        self.export_button.setEnabled(row is not None and row.persona is not None
+                                      and not self._sharing)
+        self.import_button.setEnabled(not self._sharing)
 
     # -- pull --------------------------------------------------------------------------------
 
@@ -332,6 +351,98 @@ class ModelsDialog(QDialog):
     def _add_finished(self) -> None:
         self._adding = False
         self._update_buttons()
+
+    # -- export and import: a persona with its voice ---------------------------------------
+
+    def export_selected(self) -> None:
+        """Ask where (and whether to include the voice), then write the archive on a worker."""
+        row = self.selected_row()
+        if row is None or row.persona is None or self._sharing:
+            return
+        persona = row.persona
+        from engine.voices.pairing import voice_for
+
+        voice = voice_for(persona)
+        with_voice = True
+        if voice and not voice.startswith("builtin:"):
+            answer = QMessageBox.question(
+                self, "Export persona",
+                f"Include the voice {voice}? Whoever imports the archive can make "
+                f"{persona.label} speak in it (its consent record goes with it).",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
+                | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Yes)
+            if answer == QMessageBox.StandardButton.Cancel:
+                return
+            with_voice = answer == QMessageBox.StandardButton.Yes
+        path, _ = QFileDialog.getSaveFileName(self, "Export persona", f"{persona.id}.zip",
+                                              "Persona archives (*.zip)")
+        if not path:
+            return
+        from engine.models.share import export_persona
+
+        job = self._busy_sharing(True, f"Exporting {persona.label}…")
+        self.workers.run(export_persona, persona.id, path, with_voice=with_voice,
+                         name="export persona", on_done=self._exported,
+                         on_error=lambda err: self.banner.show_message(err, title="Export"),
+                         on_finally=lambda: self._share_over(job))
+
+    def _exported(self, done: Any) -> None:
+        voice = f" with the voice {done.voice}" if done.voice else ""
+        self.banner.show_message(
+            " ".join([f"Exported {done.persona.label}{voice} to {done.path.name} "
+                      f"({done.bytes / 1e6:.1f} MB).", *done.notes]), level="info")
+
+    def import_archive(self, path: str | None = None, name: str | None = None) -> None:
+        """Ask for an archive (unless given) and import it on a worker."""
+        if self._sharing:
+            return
+        if not path:
+            path, _ = QFileDialog.getOpenFileName(self, "Import persona", "",
+                                                  "Persona archives (*.zip)")
+            if not path:
+                return
+        from engine.models.share import import_persona
+
+        job = self._busy_sharing(True, "Importing…")
+        # ``name`` is the worker's own keyword: the new persona name goes in through partial.
+        self.workers.run(partial(import_persona, path, name=name), name="import persona",
+                         on_done=self._imported,
+                         on_error=lambda err: self._import_failed(path, err),
+                         on_finally=lambda: self._share_over(job))
+
+    def _imported(self, got: Any) -> None:
+        voice = f", speaking in {got.voice.name}" if got.voice is not None else ""
+        self.banner.show_message(" ".join([f"Imported {got.persona.label}{voice}.", *got.notes]),
+                                 level="info")
+        self.refresh()
+        self.select(got.persona.id)
+        self.personas_changed.emit()
+
+    def _import_failed(self, path: str, err: TalkError) -> None:
+        if err.code != "persona_exists":
+            self.banner.show_message(err, title="Import")
+            return
+        name, ok = QInputDialog.getText(self, "Import persona",
+                                        f"{err.message} Import it under another name:")
+        if ok and name.strip():
+            self._busy_sharing(False)
+            self.import_archive(path, name.strip())
+        else:
+            self.banner.show_message(err, level="warning", title="Import")
+
+    def _busy_sharing(self, busy: bool, message: str | None = None) -> int:
+        """Mark an export or import as running (or not); returns the job's number."""
+        self._sharing = busy
+        if busy:
+            self._share_job += 1
+        if message:
+            self.banner.show_message(message, level="info")
+        self._update_buttons()
+        return self._share_job
+
+    def _share_over(self, job: int) -> None:
+        if job == self._share_job:  # a retry started from the failure handler is still running
+            self._busy_sharing(False)
 
     # -- closing -----------------------------------------------------------------------------
 

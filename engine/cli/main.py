@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tts_flags(chat)
     _add_decoding_flags(chat)
 
-    models = sub.add_parser("models", help="list, pull, add or remove personas")
+    models = sub.add_parser("models", help="list, pull, add, remove, export or import "
+                                           "personas")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
     msub.add_parser("list", help="catalogue and installed personas, with sizes")
     pull = msub.add_parser("pull", help="download a catalogue persona from the Hugging Face Hub")
@@ -112,6 +113,16 @@ def build_parser() -> argparse.ArgumentParser:
     remove.add_argument("name")
     remove.add_argument("--purge-cache", action="store_true",
                         help="also delete its files from the Hugging Face cache")
+    mexport = msub.add_parser("export", help="write a persona and its voice to one zip file, "
+                                             "to hand to someone")
+    mexport.add_argument("name", help="the persona")
+    mexport.add_argument("file", help="the zip file to write")
+    mexport.add_argument("--without-voice", action="store_true",
+                         help="leave the persona's enrolled voice out")
+    mimport = msub.add_parser("import", help="add a persona (and its voice) from a zip file "
+                                             "made by `models export`")
+    mimport.add_argument("file")
+    mimport.add_argument("--name", help="import it under another name")
 
     serve = sub.add_parser("serve", help="serve a persona over the TGI HTTP API")
     serve.add_argument("--persona", "-p", metavar="P")

@@ -13,7 +13,7 @@ from engine.models.registry import list_personas
 
 
 def run_models(args: argparse.Namespace) -> int:
-    """Dispatch ``models list|pull|add|remove``."""
+    """Dispatch ``models list|pull|add|remove|export|import``."""
     action = args.models_command
     if action == "list":
         _list()
@@ -34,6 +34,25 @@ def run_models(args: argparse.Namespace) -> int:
     elif action == "remove":
         where = manager.remove(args.name, purge_cache=args.purge_cache)
         print(f"Removed {args.name} ({where}).")
+    elif action == "export":
+        from engine.models.share import export_persona
+
+        done = export_persona(args.name, args.file, with_voice=not args.without_voice)
+        voice = f" with the voice {done.voice}" if done.voice else " (no voice)"
+        print(f"Exported {done.persona.label}{voice} to {done.path} "
+              f"({done.bytes / 1e6:.1f} MB).")
+        for note in done.notes:
+            print(f"  {note}")
+    elif action == "import":
+        from engine.models.share import import_persona
+
+        got = import_persona(args.file, name=args.name)
+        voice = f", speaking in {got.voice.name}" if got.voice is not None else ""
+        print(f"Imported {got.persona.label} as '{got.persona.id}'{voice}.")
+        for note in got.notes:
+            print(f"  {note}")
+        print(f"Chat with it: talk-to-transformers chat -p {got.persona.id}"
+              + (" --speak" if got.voice is not None else ""))
     return 0
 
 

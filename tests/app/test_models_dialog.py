@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox
 
 from app.dialogs.models_dialog import ModelsDialog
 from app.first_run import FirstRunPage
@@ -344,6 +344,61 @@ def test_add_a_local_folder(dialog, qtbot, tiny_persona_dir, monkeypatch):
     qtbot.mouseClick(dialog.add_button, qtbot_button())  # the same folder again: refused
     qtbot.waitUntil(lambda: "already exists" in dialog.banner.plain_text(), timeout=10000)
     qtbot.waitUntil(lambda: dialog.add_button.isEnabled())
+
+
+def test_export_a_persona_with_its_voice_and_import_it_elsewhere(dialog, qtbot, app_data,
+                                                                 tiny_persona_dir, tmp_path,
+                                                                 monkeypatch):
+    from engine.models.manager import add_folder
+    from engine.voices.pairing import pair, voice_for
+    from tests.test_share import make_voice
+
+    persona = add_folder(tiny_persona_dir, name="Grandpa Bot")
+    make_voice("Grandpa")
+    pair(persona.id, "Grandpa")
+    dialog.refresh()
+    assert dialog.select(persona.id) and dialog.export_button.isEnabled()
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(
+        lambda _p, _t, text, *a: asked.append(text) or QMessageBox.StandardButton.Yes))
+    archive = tmp_path / "grandpa.zip"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(archive), "")))
+    qtbot.mouseClick(dialog.export_button, qtbot_button())
+    qtbot.waitUntil(lambda: "Exported Grandpa Bot with the voice Grandpa" in
+                    dialog.banner.plain_text(), timeout=10000)
+    assert "Include the voice Grandpa?" in asked[0] and archive.is_file()
+
+    monkeypatch.setenv("TTT_DATA_DIR", str(tmp_path / "elsewhere"))  # another person's machine
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        staticmethod(lambda *a, **k: (str(archive), "")))
+    qtbot.waitUntil(dialog.import_button.isEnabled)
+    with qtbot.waitSignal(dialog.personas_changed, timeout=10000):
+        qtbot.mouseClick(dialog.import_button, qtbot_button())
+    text = dialog.banner.plain_text()
+    assert "Imported Grandpa Bot, speaking in Grandpa." in text
+    assert "consent confirmed by Joe" in text
+    assert dialog.selected_row().id == persona.id
+    from engine.models.registry import find_persona
+
+    assert voice_for(find_persona(persona.id)) == "Grandpa"
+
+    # Again: the name is taken, so the dialog asks for another and imports under it.
+    monkeypatch.setattr(QInputDialog, "getText", staticmethod(lambda *a, **k: ("Gramps", True)))
+    qtbot.waitUntil(dialog.import_button.isEnabled)
+    with qtbot.waitSignal(dialog.personas_changed, timeout=10000):
+        qtbot.mouseClick(dialog.import_button, qtbot_button())
+    assert dialog.selected_row().id == "gramps"
+    qtbot.waitUntil(dialog.import_button.isEnabled)
+
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        staticmethod(lambda *a, **k: (str(bad), "")))
+    qtbot.mouseClick(dialog.import_button, qtbot_button())
+    qtbot.waitUntil(lambda: "not a persona archive" in dialog.banner.plain_text(),
+                    timeout=10000)
+    qtbot.waitUntil(dialog.import_button.isEnabled)
 
 
 # -- first-run page ------------------------------------------------------------------------------
