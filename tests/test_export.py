@@ -152,3 +152,34 @@ def test_export_needs_a_finished_run(tmp_path, data_dir):
     with pytest.raises(TrainingError, match="no finished training run") as err:
         export_persona(tmp_path, "Nothing")
     assert err.value.code == "training_not_finished"
+
+
+def test_a_chat_model_base_keeps_its_prompt_format_in_training_and_export(
+        tiny_persona_dir, tmp_path, data_dir):
+    """A persona trained from a chat-template persona (as --base starter) is a chat persona."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from engine.chat.local import LocalChat
+    from engine.models.registry import find_persona
+    base = tmp_path / "chatty"
+    shutil.copytree(tiny_persona_dir, base)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    # A compact template: the tiny model has a 64-token context.
+    tokenizer.chat_template = ("{% for m in messages %}{{ m['role'][0] + ': ' + m['content'] + "
+                               "eos_token }}{% endfor %}{% if add_generation_prompt %}{{ 'a: ' }}"
+                               "{% endif %}")
+    tokenizer.save_pretrained(base)
+    data = json.loads((base / "persona.json").read_text())
+    data.update(prompt_format="chat_template", system_prompt="Be Chatty.")
+    (base / "persona.json").write_text(json.dumps(data))
+    run = tmp_path / "run"
+    assert train(tiny_config(base, run, epochs=2)).status == "completed"
+    report = evaluate(run, max_new_tokens=6, device="cpu")
+    assert report["prompt_format"] == "chat_template"
+    persona = export_persona(run, "Chatty Trained")
+    assert persona.prompt_format == "chat_template"  # was "dialogpt" whatever the base
+    assert persona.system_prompt == "Be Chatty."
+    chat = LocalChat.load(find_persona(persona.id), device="cpu", do_sample=False)
+    assert isinstance(chat.reply(HELLO), str)  # fed through its chat template

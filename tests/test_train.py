@@ -122,6 +122,50 @@ def test_too_long_dialogue_loses_its_oldest_turns_first(tokenizer):
         encode_instance(turns, tokenizer, max_tokens=64, mask="everything")  # type: ignore
 
 
+CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + "
+          "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
+          "{{ '<|im_start|>assistant\n' }}{% endif %}")
+
+
+@pytest.fixture
+def chat_tokenizer(tiny_persona_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_persona_dir)
+    tok.chat_template = CHATML
+    return tok
+
+
+def test_chat_layout_is_the_templates_rendering_and_trains_only_the_replies(chat_tokenizer):
+    from engine.chat.prompt import build_prompt
+    from engine.chat.types import Turn
+
+    tok = chat_tokenizer
+    turns = ["too old to keep", "hello there", "how are you today", "i am fine"]
+    ids, labels = encode_instance(turns, tok, max_tokens=512, mask="responses",
+                                  prompt_format="chat_template", system_prompt="Be brief.")
+    messages = [{"role": "system", "content": "Be brief."}] + [
+        {"role": r, "content": t} for r, t in zip(["user", "assistant"] * 2, turns, strict=True)]
+    assert ids == list(tok.apply_chat_template(messages, tokenize=True)["input_ids"])
+    trained = tok.decode([t for t in labels if t != IGNORE_INDEX])
+    assert trained == "hello there<|im_end|>\ni am fine<|im_end|>\n"  # replies, not headers
+    # What the engine feeds the persona at chat time is exactly the trained layout's prefix.
+    prompt = build_prompt(tok, [Turn("user", "too old to keep"), Turn("assistant", "hello there"),
+                                Turn("user", "how are you today")],
+                          prompt_format="chat_template", context_tokens=512, reply_tokens=8,
+                          system_prompt="Be brief.")
+    assert ids[:len(prompt.ids)] == prompt.ids
+    _, last = encode_instance(turns, tok, max_tokens=512, mask="last",
+                              prompt_format="chat_template")
+    assert tok.decode([t for t in last if t != IGNORE_INDEX]) == "i am fine<|im_end|>\n"
+    short, _ = encode_instance(turns, tok, max_tokens=len(ids) - 10, mask="responses",
+                               prompt_format="chat_template", system_prompt="Be brief.")
+    assert "hello there" not in tok.decode(short) and "i am fine" in tok.decode(short)
+    with pytest.raises(TrainingError, match="no chat template"):
+        tok.chat_template = None
+        encode_instance(turns, tok, max_tokens=64, prompt_format="chat_template")
+
+
 def test_collator_pads_on_the_right_and_hides_padding_from_loss_and_attention(tokenizer):
     eos = tokenizer.eos_token_id
     batch = Collator(eos)([([5, 6, 7], [IGNORE_INDEX, 6, 7]), ([8], [8])])
@@ -372,3 +416,17 @@ def test_lora_on_the_starter_lowers_validation_perplexity(tmp_path):
     assert result.status == "completed" and result.step == 6
     assert report["perplexity"]["finetuned"] < 0.7 * report["perplexity"]["base"]
     assert (run / "eval.json").is_file()
+    # It stays a chat-template model: fed as the starter is, its replies do not open with the
+    # role name the DialoGPT layout used to leak ("assistant\n...").
+    assert report["prompt_format"] == "chat_template"
+    assert not report["samples"][0]["reply"].lower().startswith("assistant")
+    from engine.chat.local import LocalChat
+    from engine.chat.types import Turn
+    from training.export import export_persona
+
+    persona = export_persona(run, "Pirate")
+    assert persona.prompt_format == "chat_template"
+    reply = LocalChat.load(persona, device="cpu", do_sample=False).reply(
+        [Turn("user", "Where are you going?")])
+    print("exported pirate:", repr(reply))
+    assert reply and not reply.lower().startswith("assistant")

@@ -30,6 +30,9 @@ class BaseModel:
     load_from: str  # what from_pretrained is given: a local folder or a Hub id
     name: str  # the model's name for persona.json "base_model" (its Hub id when known)
     adapter_base: str  # what an adapter-only persona's "base_model" points at (loadable alone)
+    # A persona base's own prompt layout; None: read from the tokenizer (see prompt_style).
+    prompt_format: str | None = None
+    system_prompt: str | None = None
 
 
 def resolve_base(ref: str) -> BaseModel:
@@ -72,7 +75,20 @@ def resolve_base(ref: str) -> BaseModel:
         raise TrainingError(err.message, hint=err.hint, code="base_model_missing") from err
     hub = persona.weights.repo_id if persona.weights.source == "hub" else None
     folder_text = str(Path(folder).resolve())
-    return BaseModel(folder_text, persona.base_model, hub or folder_text)
+    return BaseModel(folder_text, persona.base_model, hub or folder_text,
+                     prompt_format=persona.prompt_format, system_prompt=persona.system_prompt)
+
+
+def prompt_style(base: BaseModel, tokenizer: Any) -> tuple[str, str | None]:
+    """(prompt_format, system_prompt) of a persona trained from ``base``.
+
+    A persona keeps its base's layout: a chat model (the starter, SmolLM2) is trained and fed
+    through its chat template, a DialoGPT through turns joined by EOS. Training, evaluation
+    and export all ask here, so what is trained is what the persona sees when it chats.
+    """
+    if base.prompt_format:
+        return base.prompt_format, base.system_prompt
+    return ("chat_template" if getattr(tokenizer, "chat_template", None) else "dialogpt"), None
 
 
 def load_tokenizer(base: BaseModel) -> Any:

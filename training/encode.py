@@ -1,9 +1,12 @@
 """Dialogue instances as token ids and loss labels, and batches of them.
 
-An instance's turns become ``tok(turn_1) + eos + tok(turn_2) + eos + ...``: the same layout the
-engine's ``dialogpt`` prompt format feeds the model at chat time (engine.chat.prompt), so a
-fine-tuned persona sees at inference exactly what it was trained on. Labels are the input ids
-with masked positions set to -100, which PyTorch's cross-entropy ignores.
+In the ``dialogpt`` layout an instance's turns become ``tok(turn_1) + eos + tok(turn_2) + eos
++ ...``; in the ``chat_template`` layout (a chat model such as the starter) they are messages
+rendered by the tokenizer's chat template, the last one the assistant's and the roles
+alternating back from it. Either is what the engine feeds the model at chat time
+(engine.chat.prompt), so a fine-tuned persona sees at inference exactly what it was trained on.
+Labels are the input ids with masked positions set to -100, which cross-entropy ignores; in the
+chat layout a trained turn's labels cover its text and end marker, not the role header.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ IGNORE_INDEX = -100  # label value cross-entropy skips
 
 
 def encode_instance(
-    turns: Sequence[str], tokenizer: Any, *, max_tokens: int, mask: Mask = "responses"
+    turns: Sequence[str], tokenizer: Any, *, max_tokens: int, mask: Mask = "responses",
+    prompt_format: str = "dialogpt", system_prompt: str | None = None,
 ) -> tuple[list[int], list[int]]:
     """Token ids and labels of one dialogue.
 
@@ -32,7 +36,10 @@ def encode_instance(
             within this limit; if one is still too long, its oldest turns are dropped (down to
             two), and then the oldest tokens, so the trained replies are what survives.
         mask: ``responses``: the first turn is context and every later turn (with its EOS) is
-            trained; ``last``: only the final turn is trained; ``none``: every token is trained.
+            trained (in the chat layout: every assistant turn); ``last``: only the final turn
+            is trained; ``none``: every token is trained.
+        prompt_format: ``dialogpt`` or ``chat_template`` (see :func:`training.base.prompt_style`).
+        system_prompt: the chat layout's system message, as the persona will be given it.
 
     Returns:
         ``(input_ids, labels)`` of equal length; masked label positions are -100.
@@ -42,6 +49,9 @@ def encode_instance(
         raise TrainingError(f"Unknown loss mask {mask!r}; use one of {', '.join(MASKS)}.")
     if not turns:
         raise TrainingError("A dialogue instance has no turns.")
+    if prompt_format == "chat_template":
+        return _encode_chat(turns, tokenizer, max_tokens=max_tokens, mask=mask,
+                            system_prompt=system_prompt)
     eos = tokenizer.eos_token_id
     if eos is None:
         raise TrainingError("The base model's tokenizer has no end-of-sequence token.")
@@ -58,6 +68,67 @@ def encode_instance(
     if len(input_ids) > max_tokens:
         input_ids, labels = input_ids[-max_tokens:], labels[-max_tokens:]
     return input_ids, labels
+
+
+def _encode_chat(turns: Sequence[str], tokenizer: Any, *, max_tokens: int, mask: Mask,
+                 system_prompt: str | None) -> tuple[list[int], list[int]]:
+    """The chat-template layout of :func:`encode_instance`.
+
+    Each message's tokens are the difference between the rendering of the conversation up to
+    it and up to the one before, so the sequence is exactly the template's rendering of the
+    whole conversation; an assistant message's role header (the generation prompt) is context.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise TrainingError("The base model's tokenizer has no chat template.")
+    turns = [str(t) for t in turns]
+    if len(turns) % 2 and len(turns) > 1:
+        turns = turns[1:]  # open with a user turn: some templates refuse anything else
+    # The last turn is the persona's reply; a lone turn is context, as in the dialogpt layout.
+    roles = ["user", "assistant"] * (len(turns) // 2) if len(turns) > 1 else ["user"]
+    while len(turns) > 2 and len(_chat_ids(tokenizer, system_prompt, turns, roles)) > max_tokens:
+        turns, roles = turns[2:], roles[2:]  # drop the oldest exchange, keep the alternation
+    done = _chat_ids(tokenizer, system_prompt, [], [])  # the system message, if any
+    input_ids, labels = list(done), [IGNORE_INDEX] * len(done)
+    for index, role in enumerate(roles):
+        upto = _chat_ids(tokenizer, system_prompt, turns[:index + 1], roles[:index + 1])
+        if upto[:len(done)] != done:
+            raise TrainingError("The base model's chat template does not render a conversation "
+                                "as the start of a longer one, which training needs.",
+                                code="chat_template_unsupported")
+        context = len(upto)
+        if role == "assistant":
+            header = _chat_ids(tokenizer, system_prompt, turns[:index], roles[:index],
+                               generation_prompt=True)
+            # The header's tokens, as far as the reply's rendering shares them (a header that
+            # ends in a space merges that space into the reply's first token).
+            context = next((i for i, (a, b) in enumerate(zip(header, upto, strict=False))
+                            if a != b), min(len(header), len(upto)))
+            context = max(context, len(done))
+        new = upto[len(done):]
+        input_ids += new
+        if mask == "none":
+            labels += new
+        elif role == "assistant" and (mask == "responses" or index == len(roles) - 1):
+            labels += [IGNORE_INDEX] * (context - len(done)) + upto[context:]
+        else:
+            labels += [IGNORE_INDEX] * len(new)
+        done = upto
+    if len(input_ids) > max_tokens:
+        input_ids, labels = input_ids[-max_tokens:], labels[-max_tokens:]
+    return input_ids, labels
+
+
+def _chat_ids(tokenizer: Any, system_prompt: str | None, turns: Sequence[str],
+              roles: Sequence[str], *, generation_prompt: bool = False) -> list[int]:
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    messages += [{"role": r, "content": t} for r, t in zip(roles, turns, strict=True)]
+    if not messages:
+        return []
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=generation_prompt,
+                                        tokenize=True)
+    if isinstance(ids, dict) or hasattr(ids, "keys"):  # some versions return a BatchEncoding
+        ids = ids["input_ids"]
+    return list(ids)
 
 
 class Collator:
@@ -118,7 +189,10 @@ def read_instances(path: Path) -> list[list[str]]:
 
 
 def encode_all(instances: Sequence[Sequence[str]], tokenizer: Any, *, max_tokens: int,
-               mask: Mask) -> list[tuple[list[int], list[int]]]:
+               mask: Mask, prompt_format: str = "dialogpt",
+               system_prompt: str | None = None) -> list[tuple[list[int], list[int]]]:
     """Encode every instance; ones left with no trained token are dropped."""
-    encoded = [encode_instance(t, tokenizer, max_tokens=max_tokens, mask=mask) for t in instances]
+    encoded = [encode_instance(t, tokenizer, max_tokens=max_tokens, mask=mask,
+                               prompt_format=prompt_format, system_prompt=system_prompt)
+               for t in instances]
     return [pair for pair in encoded if any(label != IGNORE_INDEX for label in pair[1])]

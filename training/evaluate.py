@@ -61,7 +61,7 @@ def evaluate(run_dir: str | Path, *, base_model: str | None = None,
     import torch
 
     from engine.models.device import resolve
-    from training.base import load_model, load_tokenizer, resolve_base
+    from training.base import load_model, load_tokenizer, prompt_style, resolve_base
     from training.train import CONFIG_FILE, FINAL_DIR, TrainConfig
 
     run = Path(run_dir).expanduser().resolve()
@@ -79,8 +79,10 @@ def evaluate(run_dir: str | Path, *, base_model: str | None = None,
 
     base = resolve_base(base_ref)
     tokenizer = load_tokenizer(base)
+    style = prompt_style(base, tokenizer)  # the layout the persona is trained and fed in
     examples = encode_all(read_instances(dataset_dir / "validation.jsonl"), tokenizer,
-                          max_tokens=max_tokens, mask=mask)  # type: ignore[arg-type]
+                          max_tokens=max_tokens, mask=mask,  # type: ignore[arg-type]
+                          prompt_format=style[0], system_prompt=style[1])
     if max_examples is not None:
         examples = examples[:max_examples]
     if not examples:
@@ -88,7 +90,7 @@ def evaluate(run_dir: str | Path, *, base_model: str | None = None,
                             hint="Check the dataset stage's output.")
 
     model = load_model(base, dtype=placement.dtype).to(placement.device).eval()
-    base_side = _measure(model, tokenizer, examples, prompts, max_new_tokens, seed)
+    base_side = _measure(model, tokenizer, examples, prompts, max_new_tokens, seed, style)
     if (tuned / "adapter_config.json").is_file():
         from peft import PeftModel
 
@@ -98,7 +100,7 @@ def evaluate(run_dir: str | Path, *, base_model: str | None = None,
         del model
         model = load_model(resolve_base(str(tuned)), dtype=placement.dtype)
     model = model.to(placement.device).eval()
-    tuned_side = _measure(model, tokenizer, examples, prompts, max_new_tokens, seed)
+    tuned_side = _measure(model, tokenizer, examples, prompts, max_new_tokens, seed, style)
     del model
     if placement.device == "cuda":
         torch.cuda.empty_cache()
@@ -112,6 +114,7 @@ def evaluate(run_dir: str | Path, *, base_model: str | None = None,
         "samples": [{"prompt": p, "reply": r, "base_reply": b} for p, r, b in
                     zip(prompts, tuned_side["texts"], base_side["texts"], strict=True)],
         "decoding": {"greedy": True, "max_new_tokens": max_new_tokens},
+        "prompt_format": style[0],
         "base_model": base_ref,
         "finetuned_dir": str(tuned),
     }
@@ -120,9 +123,10 @@ def evaluate(run_dir: str | Path, *, base_model: str | None = None,
 
 
 def _measure(model: Any, tokenizer: Any, examples: list[tuple[list[int], list[int]]],
-             prompts: Sequence[str], max_new_tokens: int, seed: int) -> dict[str, Any]:
+             prompts: Sequence[str], max_new_tokens: int, seed: int,
+             style: tuple[str, str | None]) -> dict[str, Any]:
     nll, tokens = _nll(model, tokenizer, examples)
-    texts = [_reply(model, tokenizer, prompt, max_new_tokens, seed) for prompt in prompts]
+    texts = [_reply(model, tokenizer, prompt, max_new_tokens, seed, style) for prompt in prompts]
     return {"perplexity": math.exp(nll / tokens) if tokens else None, "tokens": tokens,
             "texts": texts, "replies": reply_metrics(prompts, texts)}
 
@@ -149,13 +153,19 @@ def _nll(model: Any, tokenizer: Any,
     return total, count
 
 
-def _reply(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int, seed: int) -> str:
-    """A greedy reply in the dialogpt layout the personas use: ``prompt + eos``, then reply."""
+def _reply(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int, seed: int,
+           style: tuple[str, str | None] = ("dialogpt", None)) -> str:
+    """A greedy reply to ``prompt``, built exactly as the engine builds a persona's prompt."""
     import torch
+
+    from engine.chat.prompt import build_prompt
+    from engine.chat.types import Turn
 
     torch.manual_seed(seed)
     device = next(model.parameters()).device
-    ids = tokenizer.encode(prompt, add_special_tokens=False) + [tokenizer.eos_token_id]
+    ids = build_prompt(tokenizer, [Turn("user", prompt)], prompt_format=style[0],  # type: ignore[arg-type]
+                       context_tokens=1 << 20, reply_tokens=max_new_tokens,
+                       system_prompt=style[1]).ids
     input_ids = torch.tensor([ids], device=device)
     with torch.inference_mode():
         out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),

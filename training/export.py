@@ -41,7 +41,7 @@ def export_persona(run_dir: str | Path, name: str, *, description: str = "",
             ``adapter_only`` export of a full fine-tune.
 
     """
-    from training.base import load_model, resolve_base
+    from training.base import load_model, prompt_style, resolve_base
     from training.train import CONFIG_FILE, FINAL_DIR, TrainConfig
 
     run = Path(run_dir).expanduser().resolve()
@@ -81,16 +81,20 @@ def export_persona(run_dir: str | Path, name: str, *, description: str = "",
             model.config.use_cache = True
             model.save_pretrained(tmp, safe_serialization=True)
             base_ref = base.name
-        _copy_tokenizer(final, tmp)
+        tokenizer = _copy_tokenizer(final, tmp)
+        # The layout it was trained in (training.encode): its base's, chat template or EOS.
+        prompt_format, system_prompt = prompt_style(base, tokenizer)
         persona = {
             "schema_version": SCHEMA_VERSION,
             "name": name.strip(),
             "description": description,
             "base_model": base_ref,
-            "prompt_format": "dialogpt",  # trained as turns joined by EOS (training.encode)
-            "decoding": _default_decoding(),
+            "prompt_format": prompt_format,
+            "decoding": _default_decoding(prompt_format),
             "training_card": training_card(run, config.to_dict()),
         }
+        if system_prompt:
+            persona["system_prompt"] = system_prompt
         if default_voice:
             persona["default_voice"] = default_voice
         (tmp / PERSONA_FILE).write_text(json.dumps(persona, indent=2, ensure_ascii=False) + "\n",
@@ -102,16 +106,18 @@ def export_persona(run_dir: str | Path, name: str, *, description: str = "",
     return load_persona(target)
 
 
-def _copy_tokenizer(final: Path, tmp: Path) -> None:
+def _copy_tokenizer(final: Path, tmp: Path) -> Any:
     from transformers import AutoTokenizer
 
-    AutoTokenizer.from_pretrained(final, trust_remote_code=False).save_pretrained(tmp)
+    tokenizer = AutoTokenizer.from_pretrained(final, trust_remote_code=False)
+    tokenizer.save_pretrained(tmp)
+    return tokenizer
 
 
-def _default_decoding() -> dict[str, Any]:
+def _default_decoding(prompt_format: str) -> dict[str, Any]:
     from engine.models.catalogue import default_decoding
 
-    return default_decoding("dialogpt")
+    return default_decoding(prompt_format)
 
 
 def _shareable(config: dict[str, Any]) -> dict[str, Any]:

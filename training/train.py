@@ -264,7 +264,7 @@ class _Session:
         from accelerate.utils import set_seed
         from transformers import get_linear_schedule_with_warmup
 
-        from training.base import add_lora, load_model, load_tokenizer, resolve_base
+        from training.base import add_lora, load_model, load_tokenizer, prompt_style, resolve_base
 
         self.accelerator, self.config, self.run_dir = accelerator, config, run_dir
         main = accelerator.is_main_process
@@ -282,9 +282,11 @@ class _Session:
         with accelerator.main_process_first():  # a first GGUF conversion happens once
             base = resolve_base(config.base_model)
         self.tokenizer = load_tokenizer(base)
+        prompt_format, system_prompt = prompt_style(base, self.tokenizer)
         examples = encode_all(read_instances(config.dataset_dir / "train.jsonl"),
                               self.tokenizer, max_tokens=config.max_tokens,
-                              mask=config.mask)  # type: ignore[arg-type]
+                              mask=config.mask,  # type: ignore[arg-type]
+                              prompt_format=prompt_format, system_prompt=system_prompt)
         if not examples:
             raise TrainingError("The training set has no dialogue with a reply to learn.",
                                 hint="Check the dataset stage's output and the loss mask.")
