@@ -82,9 +82,8 @@ class Controller(QObject):
         generation = self._loads["chat"]
         try:
             persona = self.backends.persona(ref)
-        except TalkError as err:
-            self._set_state("chat", FAILED, err.message)
-            self.error.emit("Persona", err)
+        except TalkError as err:  # before any loading: a broken or missing persona.json
+            self._load_failed(generation, "chat", err)
             return
         where = ("on " + self.settings.remote_url if self.settings.chat_backend == "remote"
                  else "")

@@ -521,7 +521,8 @@ class MainWindow(QMainWindow):
     def _persona_chosen(self, index: int) -> None:
         persona_id = self.persona_combo.itemData(index)
         if persona_id and (self.controller.persona is None
-                           or persona_id != self.controller.persona.id):
+                           or persona_id != self.controller.persona.id
+                           or self.controller.states["chat"] == FAILED):
             self.controller.load_persona(persona_id)  # saved in the settings once it loads
 
     def _use_persona_voice(self, persona: Any) -> None:

@@ -608,3 +608,29 @@ def test_use_for_persona_in_the_voices_dialog_pairs_and_switches_the_active_pers
     assert window.controller.voice.name == "Grandpa" and window.settings.voice == "Grandpa"
     dialog.close()
     close(window)
+
+
+def test_choosing_a_persona_that_broke_since_listing_keeps_the_current_one(
+        qtbot, app_data, tiny_persona_dir):
+    import shutil
+
+    from engine import paths
+
+    other = paths.personas_dir() / "other"
+    shutil.copytree(tiny_persona_dir, other)
+    window, events = open_window(qtbot, Settings(persona=str(tiny_persona_dir),
+                                                 speak_replies=False), wait_for=("chat",))
+    current = window.controller.persona.id
+    index = window.persona_combo.findData("other")
+    assert index >= 0
+    (other / "persona.json").write_text("{damaged")  # broken after the list was made
+    window.persona_combo.setCurrentIndex(index)
+    window.persona_combo.activated.emit(index)
+    assert "Could not switch persona" in window.banner.plain_text()
+    assert window.controller.persona.id == current and window.controller.ready
+    assert window.controller.states["chat"] == "ready"
+    assert window.persona_combo.currentData() == current  # the selector shows who answers
+    assert window.stage_label.text() == "Ready"
+    window.send("still there?")
+    qtbot.waitUntil(turn_done(events), timeout=60000)
+    close(window)
