@@ -92,6 +92,58 @@ def test_models_add_bare_checkpoint(data_dir, tiny_persona_dir, tmp_path, capsys
     assert persona.prompt_format == "dialogpt"
 
 
+def test_models_add_refuses_folders_that_could_not_load(data_dir, tiny_persona_dir, tmp_path,
+                                                       capsys, monkeypatch):
+    import json
+    import shutil
+
+    only_config = tmp_path / "only-config"
+    only_config.mkdir()
+    shutil.copy(tiny_persona_dir / "config.json", only_config)
+    assert main(["models", "add", str(only_config)]) == 1
+    assert "has no tokenizer files" in capsys.readouterr().err
+    no_weights = tmp_path / "no-weights"
+    shutil.copytree(tiny_persona_dir, no_weights)
+    (no_weights / "persona.json").unlink()
+    (no_weights / "model.safetensors").unlink()
+    assert main(["models", "add", str(no_weights)]) == 1
+    assert "has no model weights" in capsys.readouterr().err
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    for name in ("tokenizer.json", "vocab.json"):
+        if (tiny_persona_dir / name).is_file():
+            shutil.copy(tiny_persona_dir / name, adapter)
+    (adapter / "adapter_config.json").write_text(json.dumps(
+        {"base_model_name_or_path": "someone/not-downloaded"}))
+    (adapter / "adapter_model.safetensors").write_bytes(b"x")
+    assert main(["models", "add", str(adapter)]) == 1
+    assert "LoRA adapter on someone/not-downloaded, which is not on this computer" in \
+        capsys.readouterr().err
+    assert not (data_dir / "personas").exists() or not any((data_dir / "personas").iterdir())
+    # An adapter whose base is a folder beside it is recorded with an absolute path.
+    shutil.copytree(tiny_persona_dir, tmp_path / "base")
+    (adapter / "adapter_config.json").write_text(json.dumps(
+        {"base_model_name_or_path": "../base"}))
+    from engine.models.manager import add_folder
+
+    assert add_folder(adapter, name="Adapted").base_model == str((tmp_path / "base").resolve())
+
+
+def test_an_installed_persona_wins_over_a_folder_of_its_name_here(data_dir, tiny_persona_dir,
+                                                                 tmp_path, monkeypatch):
+    import shutil
+
+    bare = tmp_path / "mymodel"
+    shutil.copytree(tiny_persona_dir, bare)
+    (bare / "persona.json").unlink()
+    assert main(["models", "add", str(bare)]) == 0
+    monkeypatch.chdir(tmp_path)  # the folder it was added from is "mymodel" here
+    from engine.models.registry import find_persona
+
+    assert find_persona("mymodel").folder == data_dir / "personas" / "mymodel"
+    assert main(["chat", "-p", "mymodel", "-m", "hi"]) == 0
+
+
 def test_import_engine_does_not_import_torch():
     code = ("import sys, engine, engine.cli.main, engine.chat, engine.models.registry; "
             "heavy = [m for m in ('torch', 'transformers', 'huggingface_hub') "

@@ -35,8 +35,8 @@ def weights_present(persona: Persona) -> bool:
     if weights.gguf_file:
         return (folder / weights.gguf_file).is_file()
     if (folder / "adapter_config.json").is_file():
-        return _has_weights(folder) and _base_present(persona)
-    return _has_weights(folder)
+        return has_weights(folder) and _base_present(persona)
+    return has_weights(folder)
 
 
 def any_persona_ready() -> bool:
@@ -86,7 +86,8 @@ def hub_cache_folder(repo_id: str) -> Path:
     return Path(constants.HF_HUB_CACHE) / f"models--{repo_id.replace('/', '--')}"
 
 
-def _has_weights(folder: Path) -> bool:
+def has_weights(folder: Path) -> bool:
+    """Whether ``folder`` holds model weight files (safetensors, bin or gguf)."""
     try:
         names = os.listdir(folder)
     except OSError:
@@ -100,9 +101,9 @@ def _base_present(persona: Persona) -> bool:
     if not base.is_absolute():
         base = persona.folder / base
     if base.is_dir():
-        return _has_weights(base)
+        return has_weights(base)
     snapshot = hub_snapshot(persona.base_model)
-    return snapshot is not None and _has_weights(snapshot)
+    return snapshot is not None and has_weights(snapshot)
 
 
 @dataclass(frozen=True)

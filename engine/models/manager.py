@@ -308,32 +308,95 @@ def _bytes_to_fetch(repo_id: str, info: Any, patterns: list[str]) -> int | None:
 
 
 def add_folder(folder: str | Path, *, name: str | None = None) -> Persona:
-    """Copy a persona folder, or a bare transformers checkpoint, into the user's personas."""
+    """Copy a persona folder, or a bare transformers checkpoint, into the user's personas.
+
+    The folder is checked first: it must hold weights and a tokenizer (or be a LoRA adapter
+    whose base is here), so nothing is added that could not load. A base model given as a
+    path relative to the folder is stored as an absolute path: the copy lives elsewhere.
+    """
     src = Path(folder).expanduser().resolve()
     if not src.is_dir():
         raise PersonaError(f"{src} is not a folder.", code="persona_not_found")
     if (src / PERSONA_FILE).is_file():
-        load_persona(src)  # validate before copying anything
+        persona = load_persona(src)  # validate before copying anything
         data = json.loads((src / PERSONA_FILE).read_text(encoding="utf-8"))
+        if persona.weights.source == "folder":
+            base = _check_checkpoint(src)
+            if base is not None:
+                data["base_model"] = base
         if name:
             data["name"] = name
     else:
-        if not (src / "config.json").is_file():
+        if not (src / "config.json").is_file() and not (src / "adapter_config.json").is_file():
             raise PersonaError(
                 f"{src.name} has neither persona.json nor a transformers config.json.",
                 hint="Point at a folder made by save_pretrained(), or at a persona folder.",
+                code="persona_folder_invalid",
             )
+        base = _check_checkpoint(src)
         has_template = _has_chat_template(src)
         fmt = "chat_template" if has_template else "dialogpt"
         data = {
             "schema_version": 1,
             "name": name or src.name,
-            "base_model": src.name,
+            "base_model": base or src.name,
             "prompt_format": fmt,
             "decoding": default_decoding(fmt),
         }
     persona_id = slug(data["name"]) or "persona"
     return _install_folder(persona_id, data, source=src)
+
+
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "spiece.model",
+                    "vocab.txt", "sentencepiece.bpe.model")
+
+
+def _check_checkpoint(src: Path) -> str | None:
+    """Refuse a checkpoint folder that could not load; an adapter's base, made absolute.
+
+    Returns the base model to record for a LoRA adapter (a Hub id, or an absolute folder),
+    None for a full checkpoint.
+    """
+    from engine.models.availability import has_weights, hub_snapshot
+
+    names = set(os.listdir(src))
+    if not any(n in names for n in _TOKENIZER_FILES):
+        raise PersonaError(
+            f"{src.name} has no tokenizer files ({', '.join(_TOKENIZER_FILES[:3])}…).",
+            hint="Save the tokenizer beside the model: tokenizer.save_pretrained(folder).",
+            code="persona_folder_invalid")
+    if "adapter_config.json" not in names:
+        if not has_weights(src):
+            raise PersonaError(
+                f"{src.name} has no model weights (model.safetensors, pytorch_model.bin or a "
+                ".gguf file).", hint="Save the model into it: model.save_pretrained(folder).",
+                code="persona_folder_invalid")
+        return None
+    if not any(n.startswith("adapter_model.") for n in names):
+        raise PersonaError(f"{src.name} is a LoRA adapter without its weights "
+                           "(adapter_model.safetensors).", code="persona_folder_invalid")
+    try:
+        adapter = json.loads((src / "adapter_config.json").read_text(encoding="utf-8"))
+        base = str(adapter.get("base_model_name_or_path") or "")
+    except (OSError, ValueError, AttributeError) as err:
+        raise PersonaError(f"{src.name}/adapter_config.json is damaged ({err}).",
+                           code="persona_folder_invalid") from err
+    if (src / PERSONA_FILE).is_file():  # the persona's own base_model wins over the adapter's
+        base = str(json.loads((src / PERSONA_FILE).read_text(encoding="utf-8"))["base_model"])
+    path = Path(base).expanduser()
+    local = path if path.is_absolute() else src / path
+    if base and local.is_dir():
+        if not has_weights(local):
+            raise PersonaError(f"The adapter's base model folder {local} has no weights.",
+                               code="persona_folder_invalid")
+        return str(local.resolve())
+    if base and "/" in base and not base.startswith((".", "/", "~")) and hub_snapshot(base):
+        return base  # a Hub id in the cache
+    raise PersonaError(
+        f"{src.name} is a LoRA adapter on {base or 'an unnamed base model'}, which is not on "
+        "this computer.",
+        hint="Pull or add the base model first, or point at a merged checkpoint.",
+        code="persona_base_missing")
 
 
 def _has_chat_template(folder: Path) -> bool:

@@ -37,12 +37,14 @@ def list_personas() -> tuple[list[Persona], list[PersonaError]]:
 def find_persona(ref: str | None) -> Persona:
     """Resolve ``ref`` (an id, a name, or a folder path) to a persona."""
     ref = ref or DEFAULT_PERSONA
+    folders = {f.name: f for f in persona_folders()}
+    # An installed persona's id wins over a folder of that name in the working directory
+    # (the folder it was added from, say); a path is taken as one when it looks like one.
+    if ref in folders:
+        return load_persona(folders[ref])
     as_path = Path(ref).expanduser()
     if as_path.is_dir():
         return load_persona(as_path)
-    folders = {f.name: f for f in persona_folders()}
-    if ref in folders:
-        return load_persona(folders[ref])
     personas, _ = list_personas()
     for persona in personas:
         if persona.name.lower() == ref.lower():
