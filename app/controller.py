@@ -406,12 +406,15 @@ class Controller(QObject):
         self.event.emit(Event(ev.LISTENING, {}))
         return True
 
-    def release_talk(self) -> None:
-        """Stop recording and send what was said (transcribed in the turn's thread)."""
+    def release_talk(self, released_at: float | None = None) -> None:
+        """Stop recording and send what was said (transcribed in the turn's thread).
+
+        ``released_at`` (a perf_counter()) is when the key came up, if earlier than now.
+        """
         ptt, self._ptt = self._ptt, None
         if ptt is None:
             return
-        released = time.perf_counter()
+        released = released_at or time.perf_counter()
 
         def finish() -> None:
             # On a worker: joining the recorder and any turn still winding down takes time.

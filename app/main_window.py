@@ -6,6 +6,7 @@ reports through signals, which this window turns into widget changes.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Signal
@@ -46,6 +47,9 @@ STAGE_TEXT = {
     ev.SPEAKING_STARTED: "Speaking…",
 }
 TALK_TEXT = "Hold to talk  (Space)"
+# A held key repeats as release+press pairs; after about a second Qt stops flagging them as
+# auto-repeats. A release followed by a press within this time is such a pair, not a release.
+RELEASE_DEBOUNCE_MS = 40
 # Events that belong to one turn (they carry data["turn"]); others are capture-side.
 TURN_EVENTS = {ev.TRANSCRIPT, ev.REPLY_TOKEN, ev.REPLY_DONE, ev.SPEAKING_STARTED,
                ev.SPEAKING_ENDED, ev.TURN_DONE, ev.ERROR, ev.CANCELLED}
@@ -80,6 +84,11 @@ class MainWindow(QMainWindow):
         self._build()
         self._connect()
         self._space_down = False
+        self._space_released_at = 0.0  # perf_counter() of a release waiting out the debounce
+        self._release_timer = QTimer(self)
+        self._release_timer.setSingleShot(True)
+        self._release_timer.setInterval(RELEASE_DEBOUNCE_MS)
+        self._release_timer.timeout.connect(self._space_released)
         self._hands_free_started = False
         self._turn: int | None = None  # the pipeline turn whose events the chat view shows
         QApplication.instance().installEventFilter(self)
@@ -399,11 +408,11 @@ class MainWindow(QMainWindow):
         self.talk_button.setText(TALK_TEXT)
         self.talk_button.setIcon(_icon("microphone"))
 
-    def release_talk(self) -> None:
-        """Talk button or Space came up."""
+    def release_talk(self, released_at: float | None = None) -> None:
+        """Talk button or Space came up (at ``released_at``, a perf_counter(); None: now)."""
         self._reset_talk_button()
         if self.controller.talking:
-            self.controller.release_talk()
+            self.controller.release_talk(released_at)
             self.stage_label.setText("Transcribing…")
         self.level_meter.reset()
 
@@ -641,9 +650,9 @@ class MainWindow(QMainWindow):
         kind = event.type()
         if kind == QEvent.Type.WindowDeactivate and watched is self and self._space_down:
             # Alt+Tab with Space held: the key-up goes elsewhere, so end the recording here.
-            self._space_down = False
-            self.talk_button.setDown(False)
-            self.release_talk()
+            self._release_timer.stop()
+            self._space_released_at = time.perf_counter()
+            self._space_released()
             return False
         if kind not in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease):
             return False
@@ -657,15 +666,25 @@ class MainWindow(QMainWindow):
             return False
         if event.isAutoRepeat():
             return True
-        if kind == QEvent.Type.KeyPress and not self._space_down:
-            self._space_down = True
-            self.talk_button.setDown(True)
-            self.press_talk()
+        if kind == QEvent.Type.KeyPress:
+            if self._release_timer.isActive():  # an unflagged auto-repeat pair: still held
+                self._release_timer.stop()
+            elif not self._space_down:
+                self._space_down = True
+                self.talk_button.setDown(True)
+                self.press_talk()
         elif kind == QEvent.Type.KeyRelease and self._space_down:
-            self._space_down = False
-            self.talk_button.setDown(False)
-            self.release_talk()
+            self._space_released_at = time.perf_counter()  # the turn's latency counts from here
+            self._release_timer.start()
         return True
+
+    def _space_released(self) -> None:
+        """The talk key is really up (no press followed its release)."""
+        if not self._space_down:
+            return
+        self._space_down = False
+        self.talk_button.setDown(False)
+        self.release_talk(self._space_released_at)
 
     # -- closing ------------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)

@@ -38,6 +38,7 @@ def make(store, chat, *, recognizer=None, tts=None, player=None):
     session = ChatSession(store, chat, "fake")
     pipeline = VoicePipeline(session, recognizer=recognizer, tts=tts, player=player,
                              on_event=events.append)
+    pipeline.min_speech_s = 0  # the fake recognizer hears words in AUDIO (silence)
     return pipeline, events, session
 
 
@@ -267,3 +268,23 @@ def test_a_crash_in_the_chat_model_ends_the_turn_with_an_error(store):
     errors = [e.data for e in events if e.type == ev.ERROR]
     assert errors and errors[0]["stage"] == "chat" and "index out of range" in errors[0]["message"]
     assert store.turns(session.conversation_id)[-1].text == "Hal"
+
+
+def test_a_recording_without_speech_never_reaches_the_recognizer_or_the_history(store):
+    recognizer = FakeRecognizer("Thank you.")  # what Whisper invents for silence
+    pipeline, events, session = make(store, FakeChat("Hi."), recognizer=recognizer)
+    pipeline.min_speech_s = 0.15  # the app's gate
+    result = pipeline.run_audio_turn(np.zeros(8000, np.float32))  # a tap of the talk key
+    assert result.failed_stage == "transcribe" and recognizer.received == []
+    error = next(e for e in events if e.type == ev.ERROR)
+    assert error.data["code"] == "no_speech" and error.data["message"] == "No speech heard."
+    assert ev.TRANSCRIPT not in kinds(events)  # no empty "You" message
+    assert store.turns(session.conversation_id) == []
+
+
+def test_nothing_recognised_is_an_error_not_an_empty_message(store):
+    pipeline, events, session = make(store, FakeChat("Hi."), recognizer=FakeRecognizer(""))
+    result = pipeline.run_audio_turn(AUDIO)
+    assert result.failed_stage == "transcribe"
+    assert ev.TRANSCRIPT not in kinds(events)
+    assert store.turns(session.conversation_id) == []

@@ -25,3 +25,20 @@ class VoiceActivity:
     def is_speech(self, frame: np.ndarray) -> bool:
         """Verdict for one frame of exactly 10, 20 or 30 ms."""
         return bool(self._vad.is_speech(to_pcm16(frame), SAMPLE_RATE))
+
+
+def has_speech(audio: np.ndarray, seconds: float, sensitivity: int = 2) -> bool:
+    """Whether ``audio`` (16 kHz) holds at least ``seconds`` of voiced 30 ms frames.
+
+    Stops reading at the first ``seconds`` found, so a long recording costs little.
+    """
+    if seconds <= 0:
+        return True
+    vad = VoiceActivity(sensitivity)
+    frame = SAMPLE_RATE * 30 // 1000
+    needed, found = int(np.ceil(seconds * 1000 / 30)), 0
+    for start in range(0, len(audio) - frame + 1, frame):
+        found += vad.is_speech(audio[start:start + frame])
+        if found >= needed:
+            return True
+    return False

@@ -56,6 +56,11 @@ class TurnResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds from the turn's start
 
 
+# Voiced audio a spoken turn needs before it is transcribed (five 30 ms VAD frames): a short
+# word has more, a tap of the talk key has none.
+MIN_SPEECH_S = 0.15
+
+
 class VoicePipeline:
     """Owns the backends of one conversation and runs its turns."""
 
@@ -77,6 +82,7 @@ class VoicePipeline:
         self._turn_start = 0.0
         self._timings: dict[str, float] = {}
         self.last_result: TurnResult | None = None
+        self.min_speech_s = MIN_SPEECH_S
 
     # -- public API ---------------------------------------------------------------------------
     def set_voice_output(self, tts: Any, player: Any, voice: Any = None) -> None:
@@ -221,6 +227,14 @@ class VoicePipeline:
         return result
 
     def _transcribe(self, audio: np.ndarray) -> str:
+        from engine.audio.vad import has_speech
+
+        # A tap of the talk key, or a key's auto-repeat, records silence; Whisper invents words
+        # for silence ("Thank you.", "the"), so nothing without speech reaches it.
+        if not has_speech(np.asarray(audio, dtype=np.float32), self.min_speech_s):
+            raise _StageFailed("transcribe", TranscriptionError(
+                "No speech heard.", hint="Hold the talk key (or Space) while you speak, and "
+                "let go when you are done.", code="no_speech"))
         try:
             transcript = self.gate.run(self.recognizer.transcribe, audio)
         except TalkError as err:
@@ -230,7 +244,8 @@ class VoicePipeline:
                 f"Speech recognition failed: {err}")) from err
         self._mark("asr")
         text = transcript.text.strip()
-        self._emit(ev.TRANSCRIPT, text=text, final=True)
+        if text:  # nothing recognised is an error, never an empty "You" message
+            self._emit(ev.TRANSCRIPT, text=text, final=True)
         return text
 
     def _reply(self, text: str, cancel: CancelToken, out: tuple[Any, Any, Any] | None) -> str:

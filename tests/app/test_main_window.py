@@ -178,8 +178,70 @@ def test_space_types_in_the_text_box_but_talks_elsewhere(qtbot, app_data, tiny_p
     assert window.controller.talking
     qtbot.wait(700)
     qtbot.keyRelease(window.chat_view, Qt.Key.Key_Space)
-    assert not window.controller.talking
+    qtbot.waitUntil(lambda: not window.controller.talking, timeout=1000)  # after the debounce
     qtbot.waitUntil(turn_done(events), timeout=60000)
+    close(window)
+
+
+def test_holding_space_through_unflagged_auto_repeats_is_one_turn(qtbot, app_data,
+                                                                   tiny_persona_dir, tmp_path):
+    """A held Space is one turn, however the key repeats.
+
+    As the walkthrough saw on X11: a held key repeats as release+press pairs, and after about
+    a second Qt stops flagging them as auto-repeats.
+    """
+    from PySide6.QtCore import QEvent
+    from PySide6.QtGui import QKeyEvent
+    from PySide6.QtWidgets import QApplication
+
+    audio = speech_array("What is the weather like today?", tmp_path)
+    mic = FileMicrophone(audio, speed=4.0)
+    window, events = open_window(qtbot, Settings(persona=str(tiny_persona_dir),
+                                                 speak_replies=False),
+                                 Backends(microphone=lambda: mic))
+    window.activateWindow()
+    window.chat_view.setFocus()
+
+    def key(kind, repeat: bool) -> None:
+        QApplication.sendEvent(window.chat_view, QKeyEvent(
+            kind, Qt.Key.Key_Space, Qt.KeyboardModifier.NoModifier, " ", repeat))
+
+    key(QEvent.Type.KeyPress, False)
+    assert window.controller.talking
+    for flagged in [True] * 10 + [False] * 20:  # 30 repeats, 33 ms apart
+        qtbot.wait(33)
+        key(QEvent.Type.KeyRelease, flagged)
+        key(QEvent.Type.KeyPress, flagged)
+        assert window.controller.talking
+    key(QEvent.Type.KeyRelease, False)  # the key really comes up
+    qtbot.waitUntil(turn_done(events), timeout=60000)
+    qtbot.wait(300)
+    kinds = [e.type for e in events if e.type not in (ev.LEVEL, ev.REPLY_TOKEN)]
+    assert kinds.count(ev.LISTENING) == 1 and kinds.count(ev.TURN_STARTED) == 1, kinds
+    assert mic.started == 1 and ev.ERROR not in kinds
+    users = [m for m in window.chat_view.messages if m.role == "user"]
+    assert len(users) == 1 and users[0].text.strip()
+    close(window)
+
+
+def test_a_tap_of_the_talk_key_says_no_speech_and_adds_no_message(qtbot, app_data,
+                                                                   tiny_persona_dir):
+    import numpy as np
+
+    mic = FileMicrophone(np.zeros(16000 * 2, np.float32), speed=1.0)
+    window, events = open_window(qtbot, Settings(persona=str(tiny_persona_dir),
+                                                 speak_replies=False),
+                                 Backends(microphone=lambda: mic))
+    window.chat_view.setFocus()
+    qtbot.keyPress(window.chat_view, Qt.Key.Key_Space)
+    qtbot.wait(150)
+    qtbot.keyRelease(window.chat_view, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: "No speech heard" in window.banner.plain_text(), timeout=30000)
+    assert window.chat_view.messages == []
+    from engine.paths import conversations_db
+
+    store = ConversationStore(conversations_db())
+    assert all(not store.turns(c.id) for c in store.conversations())
     close(window)
 
 
