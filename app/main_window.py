@@ -210,7 +210,9 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         def action(menu, text: str, slot, shortcut: Any = None) -> QAction:
             act = QAction(text, self)
-            if shortcut is not None:
+            if isinstance(shortcut, list):
+                act.setShortcuts([QKeySequence(k) for k in shortcut])
+            elif shortcut is not None:
                 act.setShortcut(QKeySequence(shortcut))
             act.triggered.connect(slot)
             menu.addAction(act)
@@ -229,7 +231,10 @@ class MainWindow(QMainWindow):
         action(tools, "&Models and personas…", self.open_models, "Ctrl+M")
         action(tools, "&Voices…", self.open_voices, "Ctrl+Shift+V")
         action(tools, "&Train a persona…", self.open_training, "Ctrl+T")
-        action(tools, "&Settings…", self.open_settings, QKeySequence.StandardKey.Preferences)
+        # Ctrl+, explicitly: the platform's "Preferences" key is no key on many Linux desktops.
+        self.settings_action = action(tools, "&Settings…", self.open_settings, ["Ctrl+,"] + [
+            k for k in QKeySequence.keyBindings(QKeySequence.StandardKey.Preferences)
+            if k.toString() != "Ctrl+,"])
         help_menu = bar.addMenu("&Help")
         action(help_menu, "&Keyboard shortcuts", self._show_shortcuts)
 

@@ -696,3 +696,20 @@ def test_choosing_a_persona_that_broke_since_listing_keeps_the_current_one(
     window.send("still there?")
     qtbot.waitUntil(turn_done(events), timeout=60000)
     close(window)
+
+
+def test_ctrl_comma_opens_the_settings(qtbot, app_data, tiny_persona_dir, monkeypatch):
+    from PySide6.QtGui import QKeySequence
+
+    window, _ = open_window(qtbot, Settings(persona=str(tiny_persona_dir), speak_replies=False),
+                            wait_for=("chat",))
+    assert QKeySequence("Ctrl+,") in window.settings_action.shortcuts()
+    opened = []
+    monkeypatch.setattr(window, "open_settings", lambda: opened.append(1))
+    window.settings_action.triggered.disconnect()
+    window.settings_action.triggered.connect(window.open_settings)
+    window.activateWindow()
+    window.chat_view.setFocus()
+    qtbot.keyClick(window.chat_view, Qt.Key.Key_Comma, Qt.KeyboardModifier.ControlModifier)
+    assert opened == [1]
+    close(window)
