@@ -329,3 +329,12 @@ def test_serve_and_chat_remote_as_processes(tmp_path, tiny_persona_dir):
         server.wait(timeout=30)
         server.stdout.close()
         server.stderr.close()
+
+
+def test_the_recipe_persona_says_how_to_train_it(data_dir, capsys):
+    assert main(["chat", "-p", "berkeley", "-m", "hi"]) == 1
+    assert "train all --recipe berkeley" in capsys.readouterr().err
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "train it: talk-to-transformers train all --recipe berkeley" in out
+    assert "not in this version" not in out

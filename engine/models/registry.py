@@ -61,7 +61,8 @@ def find_persona(ref: str | None) -> Persona:
     if entry is not None and entry.kind == "recipe":
         raise PersonaError(
             f"{entry.name} is trained on your machine, and has not been trained yet.",
-            hint="It is made by the training module, which this version does not include yet.",
+            hint=f"Train it: talk-to-transformers train all --recipe {entry.id} (or Tools → "
+                 "Train a persona… in the window).",
             code="persona_not_trained",
         )
     known = ", ".join(sorted(folders)) or "none"
