@@ -406,6 +406,17 @@ class Controller(QObject):
         self.event.emit(Event(ev.LISTENING, {}))
         return True
 
+    def where_text(self) -> str:
+        """Where the persona's model runs, in words: "CPU", "GPU (CUDA, fp16)", "server URL"."""
+        backend = self.session.backend if self.session is not None else None
+        if backend is None:
+            return ""
+        url = getattr(backend, "url", None)
+        if url:
+            return f"server {url}"
+        device = getattr(backend, "device", None)
+        return {"cuda": "GPU (CUDA, fp16)", "cpu": "CPU"}.get(str(device), "")
+
     def release_talk(self, released_at: float | None = None) -> None:
         """Stop recording and send what was said (transcribed in the turn's thread).
 

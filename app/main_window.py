@@ -201,6 +201,9 @@ class MainWindow(QMainWindow):
         self.load_progress.setMaximumWidth(160)
         self.load_progress.hide()
         self.statusBar().addWidget(self.stage_label, 1)
+        self.backend_label = QLabel(self)  # where the persona runs: CPU, GPU or a server
+        self.backend_label.setAccessibleName("Where the persona runs")
+        self.statusBar().addPermanentWidget(self.backend_label)
         self.statusBar().addPermanentWidget(self.timings_label)
         self.statusBar().addPermanentWidget(self.load_progress)
         self._build_menus()
@@ -472,14 +475,23 @@ class MainWindow(QMainWindow):
             self.stop_button.setEnabled(False)
             self._set_idle_stage()
             self.timings_label.setText(_timings_text(data.get("timings", {})))
+            # A turn went through: what stopped earlier ones (no speech, server down) is gone.
+            self.banner.clear("chat", "asr", "talk")
         elif kind == ev.ERROR:
             self.chat_view.end_reply(failed=True)
+            last = self.chat_view.messages[-1] if self.chat_view.messages else None
+            if data.get("stage") == "chat" and last is not None and last.role == "user":
+                # Stored the same way (engine.conversation): the question is not left hanging.
+                self.chat_view.add_message(Message("assistant", "", _now(), "failed"))
             self.stop_button.setEnabled(False)
             stage = {"transcribe": "Speech recognition", "chat": "Reply",
                      "tts": "Voice"}.get(data.get("stage", ""), "Error")
             err = TalkError(data.get("message", "Something went wrong."), hint=data.get("hint"),
                             code=data.get("code"))
-            self.banner.show_message(err, "warning" if stage == "Voice" else "error", stage)
+            topic = {"transcribe": "asr", "chat": "chat", "tts": "voice"}.get(
+                data.get("stage", ""))
+            self.banner.show_message(err, "warning" if stage == "Voice" else "error", stage,
+                                     topic=topic)
             self._set_idle_stage()
         elif kind == ev.CANCELLED and not self.controller.talking:
             self.stage_label.setText(f"Stopped ({data.get('reason', 'interrupted')}).")
@@ -491,12 +503,16 @@ class MainWindow(QMainWindow):
             self.stage_label.setText("Listening…" if self.controller.hands_free else "Ready")
 
     def _on_error(self, where: str, err: TalkError) -> None:
-        self.banner.show_message(err, "error", where)
+        topic = {"Chat model": "chat", "Persona": "chat", "Speech recognition": "asr",
+                 "Voice": "voice", "Microphone": "talk", "Talk": "talk"}.get(where)
+        self.banner.show_message(err, "error", where, topic=topic)
         if where in ("Microphone", "Talk", "Hands-free"):
             self.level_meter.reset()
             self._reset_talk_button()
 
     def _on_part_state(self, part: str, state: str, text: str) -> None:
+        if state in (READY, "off"):  # it works again (or is not wanted): its error is stale
+            self.banner.clear(part)
         loading = [p for p, s in self.controller.states.items() if s == LOADING]
         self.load_progress.setVisible(bool(loading))
         if part == "voice":
@@ -508,6 +524,10 @@ class MainWindow(QMainWindow):
         elif state == READY and part == "chat":
             self.stage_label.setText("Ready")
             persona = self.controller.persona
+            where = self.controller.where_text()
+            self.backend_label.setText(f"{persona.label} · {where}" if where else persona.label)
+            self.backend_label.setToolTip(f"{persona.label} answers, running on {where}."
+                                          if where else "")
             self.chat_view.assistant_name = persona.label
             self.refresh_personas()
             self._use_persona_voice(persona)
@@ -516,9 +536,12 @@ class MainWindow(QMainWindow):
                 self._save_settings(self.settings.replace(persona=persona.id))
         elif state == FAILED and part == "chat":
             self.stage_label.setText("No persona loaded — see the message above.")
-        if not loading and self.controller.ready and self.stage_label.text().startswith(
-                ("Load", "Preparing")):
-            self.stage_label.setText("Ready")
+        if not loading and self.stage_label.text().startswith(("Load", "Preparing")):
+            # Nothing loads any more: never leave "Loading…" standing without the busy bar.
+            self.stage_label.setText(
+                "Ready" if self.controller.ready else
+                "No persona loaded — see the message above."
+                if self.controller.states["chat"] == FAILED else "Not ready")
         if (self.settings.hands_free and not self._hands_free_started and self.controller.ready
                 and self.controller.states["asr"] == READY):
             self._hands_free_started = True  # once per launch: the person may turn it off

@@ -107,5 +107,11 @@ class ChatSession:
             if turn_id is not None:
                 meta = {"error": error.code} if error else None
                 self.store.update_turn(turn_id, reply, status=status, meta=meta)
+            elif error is not None:
+                # The user's message stays; a reopened conversation shows it got no reply
+                # (and why), rather than a question hanging unanswered. Empty: not history.
+                self.store.add_turn(self.conversation_id, "assistant", "", self.persona_id,
+                                    status="failed",
+                                    meta={"error": error.code, "message": error.message})
             if reply:
                 self.history.append(Turn("assistant", reply))

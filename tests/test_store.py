@@ -99,6 +99,18 @@ def test_backend_failure_keeps_user_turn_and_partial_reply(store):
     assert turns[-1].meta == {"error": "chat_failed"}
 
 
+def test_a_failure_before_any_reply_is_stored_as_no_reply_and_stays_out_of_history(store):
+    session = ChatSession(store, ScriptedChat("a", fail_after=0), "tiny")
+    with pytest.raises(ChatError):
+        list(session.send("anyone there?"))
+    turns = store.turns(session.conversation_id)
+    assert [(t.role, t.text, t.status) for t in turns] == [
+        ("user", "anyone there?", "done"), ("assistant", "", "failed")]
+    assert turns[-1].meta == {"error": "chat_failed", "message": "model exploded"}
+    again = ChatSession(store, ScriptedChat("ok"), "tiny", session.conversation_id)
+    assert [t.role for t in again.history] == ["user"]  # the empty failure is not a turn
+
+
 def test_empty_message_is_refused(store):
     session = ChatSession(store, ScriptedChat("x"), "tiny")
     with pytest.raises(ChatError) as caught:

@@ -449,4 +449,6 @@ class ModelsDialog(QDialog):
     def done(self, result: int) -> None:
         """Qt: closing the dialog (Close, Escape, the window's ✕) cancels a running pull."""
         self.pull_panel.cancel()
+        if not self._sharing:
+            self.banner.clear(level="info")  # "Added…", "Removed…" are stale when reopened
         super().done(result)

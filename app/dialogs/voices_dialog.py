@@ -225,6 +225,7 @@ class VoicesDialog(QDialog):
         self.pair_button.setEnabled(chosen)
 
     def _enrolled(self, voice: store.Voice) -> None:
+        self.banner.clear("enroll")  # "type a name first" and the like no longer apply
         self.refresh(select=voice.id)
         self.voices_changed.emit()
         if self.prepare is not None:
@@ -243,7 +244,7 @@ class VoicesDialog(QDialog):
         self.banner.show_message(err, title=f"{voice.name} is saved but cannot speak yet")
 
     def _show_message(self, message: TalkError | str, level: str) -> None:
-        self.banner.show_message(message, level)
+        self.banner.show_message(message, level, topic="enroll")  # cleared once one is saved
 
     # --- actions on the selected voice --------------------------------------------------------
 
@@ -376,4 +377,5 @@ class VoicesDialog(QDialog):
     def done(self, result: int) -> None:
         """Closing stops a countdown or recording (the microphone is released, nothing kept)."""
         self.enroll_panel.abandon()
+        self.banner.clear(level="info")  # "Played…", "Saved…": news only while it is open
         super().done(result)  # the window's close button and Escape come here too

@@ -1,7 +1,8 @@
 """A non-modal message strip: errors and notices shown in the window, never a traceback dialog.
 
 Messages come from ``TalkError`` (message + hint) or plain text. The strip stays until the person
-closes it or a newer message replaces it; the last message is kept in ``text()`` for tests.
+closes it, a newer message replaces it, or its cause is gone: a message shown with a ``topic``
+("chat", "asr"...) is cleared by ``clear(topic)`` when that part works again.
 """
 
 from __future__ import annotations
@@ -46,13 +47,18 @@ class Banner(QFrame):
         layout.addWidget(self._label, 1)
         layout.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
         self.level = "info"
+        self.topic: str | None = None  # what the message shown is about, if it says
         self.hide()
 
     def show_message(self, error: TalkError | BaseException | str, level: str = "error",
-                     title: str | None = None) -> None:
-        """Show ``error`` (a TalkError, an exception or text); ``title`` names the stage."""
+                     title: str | None = None, topic: str | None = None) -> None:
+        """Show ``error`` (a TalkError, an exception or text); ``title`` names the stage.
+
+        ``topic`` names what the message is about, so :meth:`clear` can take it away once that
+        is fixed.
+        """
         text = describe(error)
-        self.level = level
+        self.level, self.topic = level, topic
         self._label.setText(f"<b>{title}:</b> {_escape(text)}" if title else _escape(text))
         self.setStyleSheet(f"QFrame#banner {{{_STYLES.get(level, _STYLES['info'])}"
                            "border-radius:4px;} QLabel{background:transparent;}")
@@ -70,6 +76,14 @@ class Banner(QFrame):
         """Hide the strip."""
         self.hide()
         self.closed.emit()
+
+    def clear(self, *topics: str, level: str | None = None) -> None:
+        """Hide the message if its cause is gone: it is about one of ``topics``, or of ``level``."""
+        if self.isHidden():
+            return
+        if (self.topic is not None and self.topic in topics) or (
+                level is not None and self.level == level):
+            self.dismiss()
 
 
 def _escape(text: str) -> str:

@@ -89,6 +89,8 @@ class ChatView(QTextBrowser):
         self._insert_text(cursor, message.text, message.role)
         if message.status == "cut":
             self._insert_note(cursor, " [interrupted]")
+        elif message.status == "failed" and not message.text:
+            self._insert_note(cursor, "(no reply)")
         self._scroll_to_end()
 
     def begin_reply(self) -> None:

@@ -128,7 +128,7 @@ class RemoteChat:
                 if error.code not in ("remote_busy", "remote_timeout", "remote_unreachable") \
                         or attempt == self.retry.attempts:
                     if attempt > 1:
-                        error.message += f" (after {attempt} tries)"
+                        error.message = f"{error.message.rstrip('.')}; tried {attempt} times."
                     raise error from err
             wait = min(self.retry.backoff_s * 2 ** (attempt - 1), self.retry.max_backoff_s)
             deadline = time.monotonic() + wait
@@ -172,7 +172,10 @@ def _classify(err: Exception, url: str) -> RemoteError:
             code="remote_failed")
     name = type(err).__name__
     if is_network_error(err):
-        return RemoteError(f"Cannot reach the server at {url} ({name}).",
+        # In words, not the client library's class name.
+        reason = ("nothing answers there (connection refused, or no such host)"
+                  if name == "ConnectError" else "the connection failed")
+        return RemoteError(f"Cannot reach the server at {url}: {reason}.",
                            hint="Is it running, and is the URL right?",
                            code="remote_unreachable")
     return RemoteError(f"Unexpected answer from the server at {url}: {name}: {err}",

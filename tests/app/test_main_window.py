@@ -74,6 +74,7 @@ def turn_done(events, count=1):
 def test_typed_chat_streams_is_stored_and_survives_reopening(qtbot, app_data, tiny_persona_dir):
     settings = Settings(persona=str(tiny_persona_dir), speak_replies=False)
     window, events = open_window(qtbot, settings)
+    assert window.backend_label.text() == "Tiny DialoGPT · CPU"  # where it runs, in words
     window.input.setFocus()
     qtbot.keyClicks(window.input, "hello there")
     qtbot.keyClick(window.input, Qt.Key.Key_Return, Qt.KeyboardModifier.ShiftModifier)
@@ -712,4 +713,35 @@ def test_ctrl_comma_opens_the_settings(qtbot, app_data, tiny_persona_dir, monkey
     window.chat_view.setFocus()
     qtbot.keyClick(window.chat_view, Qt.Key.Key_Comma, Qt.KeyboardModifier.ControlModifier)
     assert opened == [1]
+    close(window)
+
+
+def test_a_failed_reply_clears_once_a_turn_goes_through_and_the_status_says_where(
+        qtbot, app_data, tiny_persona_dir):
+    chat = FakeChat("Hi", " there.", fail_after=0)
+    window, events = open_window(qtbot, Settings(persona=str(tiny_persona_dir),
+                                                 speak_replies=False),
+                                 Backends(chat=chat), wait_for=("chat",))
+    assert window.backend_label.text() == "Tiny DialoGPT"  # a fake backend runs nowhere
+    window.send("are you there?")
+    qtbot.waitUntil(lambda: "the model fell over" in window.banner.plain_text(), timeout=30000)
+    assert window.chat_view.messages[-1].status == "failed"  # shown as "(no reply)"
+    chat.fail_after = None
+    window.send("and now?")
+    qtbot.waitUntil(turn_done(events), timeout=30000)
+    assert window.banner.plain_text() == ""  # its cause is gone
+    close(window)
+
+
+def test_a_speech_recognition_error_clears_when_switched_back(qtbot, app_data,
+                                                                tiny_persona_dir):
+    settings = Settings(persona=str(tiny_persona_dir), speak_replies=False)
+    window, _ = open_window(qtbot, settings)
+    window._settings_saved(window.settings.replace(asr_model="small"))  # not downloaded here
+    qtbot.waitUntil(lambda: "'small' is not downloaded" in window.banner.plain_text(),
+                    timeout=60000)
+    window._settings_saved(window.settings.replace(asr_model="bundled"))
+    qtbot.waitUntil(lambda: window.controller.states["asr"] == "ready", timeout=60000)
+    assert window.banner.plain_text() == ""
+    assert window.stage_label.text() == "Ready"
     close(window)

@@ -344,6 +344,10 @@ def test_add_a_local_folder(dialog, qtbot, tiny_persona_dir, monkeypatch):
     qtbot.mouseClick(dialog.add_button, qtbot_button())  # the same folder again: refused
     qtbot.waitUntil(lambda: "already exists" in dialog.banner.plain_text(), timeout=10000)
     qtbot.waitUntil(lambda: dialog.add_button.isEnabled())
+    dialog.banner.show_message("Added Tiny DialoGPT.", level="info")
+    dialog.close()
+    dialog.show()  # reopened later: yesterday's news is gone, a problem would have stayed
+    assert dialog.banner.plain_text() == ""
 
 
 def test_export_a_persona_with_its_voice_and_import_it_elsewhere(dialog, qtbot, app_data,

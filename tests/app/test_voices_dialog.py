@@ -280,6 +280,18 @@ def test_record_without_a_name_says_so(make_dialog, qtbot):
     assert "Type a name for the voice first" in dialog.banner.text() and made == []
 
 
+def test_a_saved_voice_clears_the_enrolment_warning(make_dialog, qtbot, monkeypatch, wavs,
+                                                    app_data):
+    dialog = make_dialog()
+    choose_file(monkeypatch, wavs["grandpa"])
+    click(qtbot, dialog.import_button)
+    assert "Type a name for the voice first" in dialog.banner.text()
+    dialog.name_edit.setText("Grandpa")
+    with qtbot.waitSignal(dialog.voices_changed, timeout=WAIT_MS):
+        click(qtbot, dialog.import_button)
+    assert "Type a name" not in dialog.banner.plain_text()
+
+
 @pytest.mark.parametrize(("file", "says"), [
     ("corrupt", "corrupt.wav"),
     ("empty", "empty.wav is empty (0 bytes)."),
