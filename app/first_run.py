@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.pull_task import PullPanel, add_persona_folder
+from app.pull_task import PullPanel, add_persona_folder, window_pull_error
 from app.widgets.banner import Banner
 from app.workers import WorkerPool
 from engine.errors import TalkError
@@ -146,7 +146,9 @@ class FirstRunPage(QWidget):
         if err.code == "cancelled":
             self.banner.show_message(err, level="info")
             return
-        self.banner.show_message(err, title="Download failed")
+        self.banner.show_message(window_pull_error(err, pull="Download",
+                                                   add_folder="Use a local folder…"),
+                                 title="Download failed")
         # No network (or offline mode): say what works without one.
         self.offline_note.setVisible(err.code == "hub_unreachable")
 

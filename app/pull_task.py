@@ -48,6 +48,29 @@ def add_persona_folder(parent: QWidget, workers: WorkerPool, banner: Any, *,
     return True
 
 
+def window_pull_error(err: TalkError, *, pull: str = "Pull",
+                      add_folder: str = "Add folder…") -> TalkError:
+    """A pull failure in the window's words: its buttons, not terminal commands or errno text.
+
+    The engine's message (for the command line) keeps the library's reason; here it goes in
+    the hint's last sentence only for errors other than "no network".
+    """
+    if err.code != "hub_unreachable":
+        return err
+    import re
+
+    found = re.match(r"Cannot download (.+?): ", err.message)
+    what = found.group(1) if found else "the model"
+    blocked = "HF_HUB_OFFLINE" in f"{err.message} {err.hint}"
+    reason = ("the HF_HUB_OFFLINE environment variable is set, which blocks downloads" if blocked
+              else "this computer cannot reach the Hugging Face Hub")
+    first = (f"Start the app without HF_HUB_OFFLINE and press {pull} again." if blocked
+             else f"Connect to the internet and press {pull} again.")
+    return TalkError(f"Cannot download {what}: {reason}.",
+                     hint=f"{first} If you have the model's files (copied from another "
+                          f"computer), add them with the “{add_folder}” button.", code=err.code)
+
+
 def pull_job(ref: str, *, progress: Any, cancel: CancelToken) -> Any:
     """Worker body: pull ``ref``, reporting ``("text", line)`` and ``("bytes", done, total)``."""
     from engine.models import manager

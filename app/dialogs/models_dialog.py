@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.pull_task import PullPanel, add_persona_folder
+from app.pull_task import PullPanel, add_persona_folder, window_pull_error
 from app.widgets.banner import Banner
 from app.workers import Worker, WorkerPool
 from engine import paths
@@ -279,7 +279,7 @@ class ModelsDialog(QDialog):
         if err.code == "cancelled":
             self.banner.show_message(err, level="info")
         else:
-            self.banner.show_message(err, title="Download failed")
+            self.banner.show_message(window_pull_error(err), title="Download failed")
         self.refresh()  # files may have arrived before the failure
 
     # -- remove ------------------------------------------------------------------------------

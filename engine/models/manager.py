@@ -360,17 +360,17 @@ def _check_checkpoint(src: Path) -> str | None:
     from engine.models.availability import has_weights, hub_snapshot
 
     names = set(os.listdir(src))
+    if "adapter_config.json" not in names and not has_weights(src):
+        raise PersonaError(
+            f"{src.name} has no model weights (model.safetensors, pytorch_model.bin or a "
+            ".gguf file).", hint="Save the model into it: model.save_pretrained(folder).",
+            code="persona_folder_invalid")
     if not any(n in names for n in _TOKENIZER_FILES):
         raise PersonaError(
             f"{src.name} has no tokenizer files ({', '.join(_TOKENIZER_FILES[:3])}…).",
             hint="Save the tokenizer beside the model: tokenizer.save_pretrained(folder).",
             code="persona_folder_invalid")
     if "adapter_config.json" not in names:
-        if not has_weights(src):
-            raise PersonaError(
-                f"{src.name} has no model weights (model.safetensors, pytorch_model.bin or a "
-                ".gguf file).", hint="Save the model into it: model.save_pretrained(folder).",
-                code="persona_folder_invalid")
         return None
     if not any(n.startswith("adapter_model.") for n in names):
         raise PersonaError(f"{src.name} is a LoRA adapter without its weights "

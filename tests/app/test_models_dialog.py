@@ -276,8 +276,10 @@ def test_offline_pull_explains_itself_and_the_dialog_keeps_working(dialog, qtbot
     qtbot.mouseClick(dialog.pull_button, qtbot_button())
     qtbot.waitUntil(lambda: not dialog.pull_panel.busy, timeout=10000)
     text = dialog.banner.plain_text()
-    assert "Download failed" in text and "Hugging Face Hub is not reachable" in text
-    assert "HF_HUB_OFFLINE" in text
+    assert "Download failed" in text and "Cannot download DialoGPT small" in text
+    assert "HF_HUB_OFFLINE environment variable is set" in text
+    assert "add them with the “Add folder…” button" in text  # beside it, not a command
+    assert "talk-to-transformers" not in text and "Errno" not in text
     assert "dialogpt-small" not in _installed_ids()
     dialog.select("pocket-tts")
     assert dialog.pull_button.isEnabled()
@@ -448,7 +450,8 @@ def test_first_run_page_offline_then_a_local_folder(page, qtbot, offline, tiny_p
                                                     monkeypatch):
     qtbot.mouseClick(page.download_button, qtbot_button())
     qtbot.waitUntil(lambda: not page.pull_panel.busy, timeout=10000)
-    assert "Hugging Face Hub is not reachable" in page.banner.plain_text()
+    assert "HF_HUB_OFFLINE environment variable is set" in page.banner.plain_text()
+    assert "with the “Use a local folder…” button" in page.banner.plain_text()
     assert not page.offline_note.isHidden() and "local folder" in page.offline_note.text()
     assert page.download_button.isEnabled()
     monkeypatch.setattr(QFileDialog, "getExistingDirectory",
@@ -528,3 +531,19 @@ def test_engine_pull_reports_bytes_and_cancels(app_data, online, repo):
     assert persona.id == "dialogpt-small" and lines[0].startswith("Downloading DialoGPT small")
     done, total = reports[-1]
     assert done == total and all(t == total for _, t in reports)  # total known from the start
+
+
+def test_a_network_failure_reads_as_the_window_speaks(monkeypatch):
+    from app.pull_task import window_pull_error
+    from engine.models.catalogue import catalogue_entry
+    from engine.models.manager import _offline_error
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    engine_error = _offline_error(catalogue_entry("dialogpt-small"),
+                                  OSError("[Errno -3] Temporary failure in name resolution"))
+    assert "Errno -3" in engine_error.message  # the command line keeps the library's reason
+    shown = window_pull_error(engine_error)
+    assert shown.message == ("Cannot download DialoGPT small: this computer cannot reach the "
+                             "Hugging Face Hub.")
+    assert shown.hint.startswith("Connect to the internet and press Pull again.")
+    assert "“Add folder…”" in shown.hint and "talk-to-transformers" not in shown.hint
