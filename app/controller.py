@@ -237,7 +237,7 @@ class Controller(QObject):
             self.pipeline.gate.run(tts.voice_state, voice)
         else:
             tts.voice_state(voice)
-        return str(tts.model_id)
+        return str(getattr(tts, "model_name", tts.model_id))
 
     def speaking_voice(self) -> Any:
         """The voice replies are spoken in (None: the default built-in voice).

@@ -156,8 +156,9 @@ def test_chat_without_voice_model_stays_text_only(tmp_path, tiny_persona_dir):
     result = cli("chat", "-p", str(tiny_persona_dir), "--speak", "--tts-model",
                  "someone/not-pulled", "-m", "hello there", data=tmp_path / "data")
     assert result.returncode == 0, result.stderr
-    assert "replies are text only" in result.stderr and "Replies will be text only." in \
-        result.stdout
+    assert "is not a voice model in the catalogue" in result.stderr
+    said = result.stdout + result.stderr
+    assert said.lower().count("text only") == 1 and "Replies will be text only." in said
     assert "bot> " in result.stdout
 
 

@@ -80,8 +80,7 @@ def resolve_model(model: str, device: str) -> tuple[str, str, bool]:
         entry = catalogue_entry(model)
         if entry is None or entry.kind != "tts" or not entry.config:
             names = ", ".join(e.id for e in tts_catalogue())
-            raise ModelNotAvailableError(f"{model!r} is not a voice model in the catalogue, so "
-                                         "replies are text only.",
+            raise ModelNotAvailableError(f"{model!r} is not a voice model in the catalogue.",
                                          hint=f"Choose one of: {names}.", code="model_unknown")
     return entry.id, entry.config or "", entry.int8_on_cpu
 
@@ -119,6 +118,10 @@ class PocketTTS:
         self.placement = resolve(device)
         self.threads = threads
         self.model_id, config, int8_on_cpu = resolve_model(model, self.placement.device)
+        from engine.models.catalogue import catalogue_entry
+
+        entry = catalogue_entry(self.model_id)
+        self.model_name = entry.name if entry is not None else self.model_id  # for people
         if quantize is None:
             quantize = int8_on_cpu and self.placement.device == "cpu"
         try:
@@ -133,8 +136,7 @@ class PocketTTS:
         tokenizer = self.files.tokenizer.local()
         if weights is None or tokenizer is None:
             raise ModelNotAvailableError(
-                f"The voice model {self.model_id} is not downloaded; replies are text only "
-                "until it is.",
+                f"The voice model {self.model_name} is not downloaded.",
                 hint=f"Pull it: talk-to-transformers models pull {self.model_id} "
                      "(or in the window: Models).")
         self.weights = weights

@@ -745,3 +745,18 @@ def test_a_speech_recognition_error_clears_when_switched_back(qtbot, app_data,
     assert window.banner.plain_text() == ""
     assert window.stage_label.text() == "Ready"
     close(window)
+
+
+def test_a_missing_voice_model_is_named_for_people_and_said_once(qtbot, app_data,
+                                                                  tiny_persona_dir, tmp_path,
+                                                                  monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))  # nothing pulled
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    window, _ = open_window(qtbot, Settings(persona=str(tiny_persona_dir), speak_replies=True,
+                                            tts_model="pocket-tts-7m"), wait_for=("chat",))
+    qtbot.waitUntil(lambda: window.controller.states["voice"] == "failed", timeout=60000)
+    note = window.voice_note.text()
+    assert note.lower().count("text only") == 1, note
+    assert "Pocket TTS English 7M" in note and "pocket-tts-7m" not in note
+    assert "Models (Ctrl+M)" in note and "talk-to-transformers" not in note
+    close(window)
