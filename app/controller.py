@@ -316,12 +316,19 @@ class Controller(QObject):
         return self.conversation_id
 
     def delete_conversation(self, conversation_id: int) -> None:
-        """Delete a conversation; deleting the open one starts a new one."""
+        """Delete a conversation; deleting the open one opens the latest other one.
+
+        A new, empty one is made only when none is left.
+        """
         if conversation_id == self.conversation_id:
             self._stop_turn("conversation deleted")
         self.store.delete_conversation(conversation_id)
         if conversation_id == self.conversation_id:
-            self.new_conversation()
+            latest = self.store.latest_conversation()
+            if latest is not None:
+                self.open_conversation(latest)
+            else:
+                self.new_conversation()
         self.conversations_changed.emit()
 
     # -- turns --------------------------------------------------------------------------------

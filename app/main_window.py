@@ -108,6 +108,8 @@ class MainWindow(QMainWindow):
         self.voice_combo = QComboBox(self)
         self.voice_combo.setAccessibleName("Voice")
         self.voice_combo.setMinimumContentsLength(16)
+        for combo in (self.persona_combo, self.voice_combo):
+            combo.setMaximumWidth(380)  # a longer name is elided; its tooltip says it whole
         persona_label = QLabel("&Persona:", self)
         persona_label.setBuddy(self.persona_combo)
         voice_label = QLabel("&Voice:", self)
@@ -316,6 +318,9 @@ class MainWindow(QMainWindow):
         self.persona_combo.clear()
         for persona in personas:
             self.persona_combo.addItem(persona.label, persona.id)
+            self.persona_combo.setItemData(self.persona_combo.count() - 1, persona.label,
+                                           Qt.ItemDataRole.ToolTipRole)
+        _fit_names(self.persona_combo)
         index = self.persona_combo.findData(current)
         if index >= 0:
             self.persona_combo.setCurrentIndex(index)
@@ -334,6 +339,7 @@ class MainWindow(QMainWindow):
         for voice in voices:
             self.voice_combo.addItem(voice.name + (" (flagged)" if voice.flagged else ""),
                                      voice.name)
+        _fit_names(self.voice_combo)
         index = self.voice_combo.findData(self.settings.voice)
         self.voice_combo.setCurrentIndex(max(0, index))
         if self.settings.voice and index < 0:  # the saved voice was deleted or renamed
@@ -346,7 +352,9 @@ class MainWindow(QMainWindow):
         messages = []
         if conversation_id is not None:
             try:
-                messages = [Message(t.role, t.text, t.created, t.status)
+                names = _persona_labels()  # each reply by the persona that gave it
+                messages = [Message(t.role, t.text, t.created, t.status,
+                                    names.get(t.persona) if t.role == "assistant" else None)
                             for t in self.controller.store.turns(conversation_id)]
             except TalkError as err:
                 self.banner.show_message(err, "error", "Conversations")
@@ -373,6 +381,10 @@ class MainWindow(QMainWindow):
     def _rename_conversation(self, conversation_id: int) -> None:
         current = next((c.title for c in self.controller.store.conversations()
                         if c.id == conversation_id), "")
+        if not current:  # untitled: offer its opening words rather than an empty box
+            first = next((t.text for t in self.controller.store.turns(conversation_id)
+                          if t.role == "user" and t.text), "")
+            current = " ".join(first.split())[:60] or "New conversation"
         title, ok = QInputDialog.getText(self, "Rename conversation", "Title:",
                                          QLineEdit.EchoMode.Normal, current)
         if ok and title.strip():
@@ -393,9 +405,9 @@ class MainWindow(QMainWindow):
         except TalkError as err:
             self.banner.show_message(err, "error", "Conversations")
             return
-        if was_open:
+        if was_open:  # the controller opened the latest other conversation (or a new one)
             self._turn = None
-            self.chat_view.clear_messages()
+            self._show_conversation(self.controller.conversation_id)
         self.refresh_conversations()
 
     # -- turns --------------------------------------------------------------------------------
@@ -472,7 +484,7 @@ class MainWindow(QMainWindow):
                 # A spoken reply is kept as what the voice said before it was cut.
                 last.text = data.get("reply", "")
                 self.chat_view.set_messages(list(self.chat_view.messages))
-            self.stop_button.setEnabled(False)
+            self._disable_stop()
             self._set_idle_stage()
             self.timings_label.setText(_timings_text(data.get("timings", {})))
             # A turn went through: what stopped earlier ones (no speech, server down) is gone.
@@ -483,7 +495,7 @@ class MainWindow(QMainWindow):
             if data.get("stage") == "chat" and last is not None and last.role == "user":
                 # Stored the same way (engine.conversation): the question is not left hanging.
                 self.chat_view.add_message(Message("assistant", "", _now(), "failed"))
-            self.stop_button.setEnabled(False)
+            self._disable_stop()
             stage = {"transcribe": "Speech recognition", "chat": "Reply",
                      "tts": "Voice"}.get(data.get("stage", ""), "Error")
             err = TalkError(data.get("message", "Something went wrong."), hint=data.get("hint"),
@@ -495,6 +507,16 @@ class MainWindow(QMainWindow):
             self._set_idle_stage()
         elif kind == ev.CANCELLED and not self.controller.talking:
             self.stage_label.setText(f"Stopped ({data.get('reason', 'interrupted')}).")
+
+    def _disable_stop(self) -> None:
+        """The reply is over: Stop greys out, and its keyboard focus goes to the message box.
+
+        Qt would hand it to the next widget in the chain: the conversation search.
+        """
+        had_focus = self.stop_button.hasFocus()
+        self.stop_button.setEnabled(False)
+        if had_focus:
+            self.input.setFocus()
 
     def _set_idle_stage(self) -> None:
         if self.controller.talking:
@@ -723,6 +745,26 @@ class MainWindow(QMainWindow):
         self.hide()
         self.controller.shutdown()
         event.accept()
+
+
+def _persona_labels() -> dict[str, str]:
+    """Persona id → the name shown for it (read from persona.json files: no model loads)."""
+    from engine.models.registry import list_personas
+
+    personas, _broken = list_personas()
+    return {p.id: p.label for p in personas}
+
+
+def _fit_names(combo: QComboBox) -> None:
+    """Make ``combo`` wide enough for its longest name plus its arrow (up to its maximum).
+
+    Qt sizes a combo box from its text but the style then draws the arrow inside that width,
+    which cut "Starter (SmolLM2-135M-Instruct)" to "…-Instru".
+    """
+    metrics = combo.fontMetrics()
+    longest = max((metrics.horizontalAdvance(combo.itemText(i)) for i in range(combo.count())),
+                  default=0)
+    combo.setMinimumWidth(min(combo.maximumWidth(), longest + 48))
 
 
 def _icon(name: str) -> QIcon:

@@ -37,3 +37,19 @@ def test_starter_prompt_carries_the_history_in_its_chat_template(starter_chat):
 def test_starter_weights_are_cached_as_safetensors(starter_chat, session_data_dir):
     converted = list((session_data_dir / "cache" / "gguf").glob("*/model.safetensors"))
     assert len(converted) == 1
+
+
+def test_first_conversion_prints_no_progress_bar(tmp_path, monkeypatch, capfd):
+    """The GGUF conversion at first start is quiet: the app shows "Preparing…" itself."""
+    from engine.models import loader
+    from engine.models.registry import find_persona
+
+    monkeypatch.setenv("TTT_DATA_DIR", str(tmp_path / "fresh"))  # nothing converted yet
+    persona = find_persona("starter")
+    folder = loader.weights_folder(persona)
+    assert loader.needs_conversion(persona)
+    converted = loader._converted_gguf(folder, persona.weights.gguf_file)
+    assert (converted / "config.json").is_file()
+    printed = capfd.readouterr()
+    assert "de-quantizing" not in printed.err + printed.out
+    assert "%|" not in printed.err  # no tqdm bar of any kind

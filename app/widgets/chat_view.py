@@ -23,6 +23,7 @@ class Message:
     text: str
     created: float  # Unix time
     status: str = "done"  # "done", "streaming", "cut", "failed"
+    speaker: str | None = None  # who said it, when known (a stored reply's persona)
 
 
 class ChatView(QTextBrowser):
@@ -58,7 +59,7 @@ class ChatView(QTextBrowser):
         chars = QTextCharFormat()
         chars.setFontWeight(QFont.Weight.Bold)
         chars.setForeground(self.palette().color(QPalette.ColorRole.PlaceholderText))
-        name = "You" if message.role == "user" else self.assistant_name
+        name = "You" if message.role == "user" else (message.speaker or self.assistant_name)
         stamp = time.strftime("%H:%M", time.localtime(message.created))
         return fmt, chars, f"{name} · {stamp}"
 

@@ -7,9 +7,12 @@ is kept as a safetensors checkpoint in the app's cache and later loads read that
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,6 +206,26 @@ def _gguf_cache_path(source: Path) -> Path:
     return paths.cache_dir() / "gguf" / f"{source.stem}-{key}"
 
 
+@contextmanager
+def _quiet_gguf_progress() -> Iterator[None]:
+    """No tqdm bar from transformers' GGUF conversion on the terminal or the app's stderr.
+
+    The app says "Preparing…" itself. The module imports tqdm by name, so that name is swapped
+    for one with the bar off, and put back.
+    """
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # another transformers layout: a bar is no harm
+        yield
+        return
+    original = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(original, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = original
+
+
 def _converted_gguf(folder: Path, gguf_file: str) -> Path:
     """A safetensors copy of a GGUF checkpoint, made once and kept in the app's cache."""
     source = folder / gguf_file
@@ -214,8 +237,9 @@ def _converted_gguf(folder: Path, gguf_file: str) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("Converting %s to safetensors (first use only)...", gguf_file)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file)
+    with _quiet_gguf_progress():
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file)
     # The weights are already plain float tensors; only the loader's record of the GGUF source
     # blocks saving them, so it is dropped and the result loads as an ordinary checkpoint.
     model.hf_quantizer = None

@@ -11,6 +11,7 @@ import time
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
 
 from app.backends import EngineBackends
 from app.controller import Controller
@@ -341,16 +342,24 @@ def test_conversation_list_new_rename_search_delete(qtbot, app_data, monkeypatch
     window.conversations.list.setCurrentRow(0)  # open it: its history is shown
     assert window.controller.conversation_id == first
     assert window.chat_view.messages[0].text == "talk about bicycles"
-    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Cycling", True))
+    offered = []
+    monkeypatch.setattr(QInputDialog, "getText",
+                        lambda *a, **k: offered.append(a[-1]) or ("Cycling", True))
     qtbot.mouseClick(window.conversations.rename_button, Qt.MouseButton.LeftButton)
+    assert offered == ["talk about bicycles"]  # untitled: its opening words, not an empty box
     assert "Cycling" in window.conversations.list.item(0).text()
     window.conversations.search_edit.setText("")
     monkeypatch.setattr(QMessageBox, "question",
                         lambda *a, **k: QMessageBox.StandardButton.Yes)
     qtbot.mouseClick(window.conversations.delete_button, Qt.MouseButton.LeftButton)
     assert first not in window.conversations.ids()
-    assert window.controller.conversation_id not in (first, None)
-    assert window.chat_view.messages == []
+    # The latest other conversation opens; no new empty one is made.
+    assert window.controller.conversation_id == second
+    assert window.conversations.ids() == [second]
+    assert [m.text for m in window.chat_view.messages] == ["talk about boats", "Sure."]
+    qtbot.mouseClick(window.conversations.delete_button, Qt.MouseButton.LeftButton)
+    assert window.conversations.ids() == [window.controller.conversation_id] != [second]
+    assert window.chat_view.messages == []  # the last one gone: a fresh one to type into
     close(window)
 
 
@@ -361,11 +370,14 @@ def test_stop_button_cuts_the_reply(qtbot, app_data):
     window.send("go on")
     qtbot.waitUntil(lambda: window.stop_button.isEnabled()
                     and any(e.type == ev.REPLY_TOKEN for e in events))
+    window.activateWindow()
+    window.stop_button.setFocus()  # as a click or Tab leaves it
     qtbot.mouseClick(window.stop_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(turn_done(events))
     assert window.chat_view.messages[-1].status == "cut"
     assert "[interrupted]" in window.chat_view.toPlainText()
     assert not window.stop_button.isEnabled()
+    assert QApplication.focusWidget() is window.input  # not the conversation search
     close(window)
 
 
@@ -759,4 +771,47 @@ def test_a_missing_voice_model_is_named_for_people_and_said_once(qtbot, app_data
     assert note.lower().count("text only") == 1, note
     assert "Pocket TTS English 7M" in note and "pocket-tts-7m" not in note
     assert "Models (Ctrl+M)" in note and "talk-to-transformers" not in note
+    close(window)
+
+
+def test_the_persona_selector_shows_the_starters_whole_name(qtbot, app_data):
+    from PySide6.QtGui import QFontMetrics
+
+    window, _ = open_window(qtbot, Settings(speak_replies=False), wait_for=())
+    index = window.persona_combo.findData("starter")
+    assert index >= 0
+    label = window.persona_combo.itemText(index)
+    assert label == "Starter (SmolLM2-135M-Instruct)"
+    needed = QFontMetrics(window.persona_combo.font()).horizontalAdvance(label)
+    window.persona_combo.setCurrentIndex(index)
+    qtbot.wait(50)  # laid out as shown
+    print("combo", window.persona_combo.width(), "text", needed, "window", window.width())
+    assert window.persona_combo.width() > needed + 20  # not cut ("…-Instru"), arrow beside
+    close(window)
+
+
+def test_a_stored_reply_shows_its_personas_name_from_the_start(qtbot, app_data):
+    from engine.paths import conversations_db
+
+    store = ConversationStore(conversations_db())
+    conversation = store.new_conversation("starter")
+    store.add_turn(conversation, "user", "tell me a story", "starter")
+    store.add_turn(conversation, "assistant", "Once upon a", "starter", status="cut")
+    store.close()
+
+    class SlowChat(Backends):
+        def chat(self, persona, settings):
+            time.sleep(1.5)
+            return FakeChat("Hi.")
+
+    controller = Controller(Settings(speak_replies=False), backends=SlowChat())
+    window = MainWindow(controller.settings, controller=controller)
+    qtbot.addWidget(window)
+    window.controller.start()
+    window._show_conversation(conversation)  # as the list shows it while the persona loads
+    assert controller.states["chat"] == "loading"
+    text = window.chat_view.toPlainText()
+    assert "Starter (SmolLM2-135M-Instruct) ·" in text and "Assistant ·" not in text
+    assert "[interrupted]" in text
+    qtbot.waitUntil(lambda: controller.states["chat"] == "ready", timeout=30000)
     close(window)
