@@ -257,7 +257,7 @@ def stage_evaluate(args: argparse.Namespace, run: Path, report: Reporter) -> Non
 
     report.emit("evaluate", "start", text="validation perplexity and sample replies, base "
                 "model and fine-tune side by side")
-    figures = evaluate(run)
+    figures = evaluate(run, progress=report.progress("evaluate"))
     ppl = figures.get("perplexity", {})
     report.emit("evaluate", "done", text=f"perplexity {ppl.get('base', float('nan')):.1f} → "
                 f"{ppl.get('finetuned', float('nan')):.1f} (base → fine-tune); "

@@ -9,14 +9,16 @@ guards, so the figures describe the model rather than the decoding settings:
 - echo rate: share of replies that only repeat the prompt (engine.chat.echo.is_echo);
 - empty rate: share of replies with no text.
 
-Writes ``<run>/eval.json``.
+Writes ``<run>/eval.json``. A ``progress`` callback hears each phase as it goes (loading a
+model, scoring the validation set batch by batch, writing each sample reply), so a person
+watching sees what the minutes are spent on.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +38,16 @@ DEFAULT_PROMPTS = (
     "Tell me something funny.",
 )
 _BATCH = 8  # validation dialogues per forward pass
+# The phases ``progress`` reports, as the terminal shows them ("3/8 scoring ... (base)").
+_PHASES = {"load": "loading", "score": "scoring the validation set",
+           "reply": "writing sample replies"}
+Progress = Callable[[dict[str, Any]], None]
 
 
 def evaluate(run_dir: str | Path, *, base_model: str | None = None,
              finetuned_dir: str | Path | None = None, prompts: Sequence[str] = DEFAULT_PROMPTS,
              max_new_tokens: int = 30, max_examples: int | None = 500, device: str = "auto",
-             seed: int = 0) -> dict[str, Any]:
+             seed: int = 0, progress: Progress | None = None) -> dict[str, Any]:
     """Evaluate a run's fine-tune against its base model and write ``eval.json``.
 
     Args:
@@ -53,6 +59,9 @@ def evaluate(run_dir: str | Path, *, base_model: str | None = None,
         max_examples: validation dialogues used at most (None: all).
         device: "auto", "cuda" or "cpu".
         seed: seeds torch before each generation (greedy decoding needs none; kept for parity).
+        progress: called with ``phase`` ("load", "score" or "reply"), ``model`` ("base" or
+            "finetuned"), ``done`` and ``total`` (batches scored, replies written) and a
+            ``title`` as each phase starts and moves on.
 
     Returns:
         The report written to ``eval.json``.
@@ -89,8 +98,13 @@ def evaluate(run_dir: str | Path, *, base_model: str | None = None,
         raise TrainingError("The validation set has no dialogue with a reply to score.",
                             hint="Check the dataset stage's output.")
 
+    report = _reporter(progress, "base")
+    report("load", 0, 1)
     model = load_model(base, dtype=placement.dtype).to(placement.device).eval()
-    base_side = _measure(model, tokenizer, examples, prompts, max_new_tokens, seed, style)
+    base_side = _measure(model, tokenizer, examples, prompts, max_new_tokens, seed, style,
+                         report)
+    report = _reporter(progress, "finetuned")
+    report("load", 0, 1)
     if (tuned / "adapter_config.json").is_file():
         from peft import PeftModel
 
@@ -100,12 +114,13 @@ def evaluate(run_dir: str | Path, *, base_model: str | None = None,
         del model
         model = load_model(resolve_base(str(tuned)), dtype=placement.dtype)
     model = model.to(placement.device).eval()
-    tuned_side = _measure(model, tokenizer, examples, prompts, max_new_tokens, seed, style)
+    tuned_side = _measure(model, tokenizer, examples, prompts, max_new_tokens, seed, style,
+                          report)
     del model
     if placement.device == "cuda":
         torch.cuda.empty_cache()
 
-    report = {
+    figures = {
         "perplexity": {"base": base_side["perplexity"], "finetuned": tuned_side["perplexity"]},
         "validation": {"examples": len(examples), "tokens": base_side["tokens"], "mask": mask,
                        "max_tokens": max_tokens},
@@ -118,21 +133,35 @@ def evaluate(run_dir: str | Path, *, base_model: str | None = None,
         "base_model": base_ref,
         "finetuned_dir": str(tuned),
     }
-    _write_json(run / EVAL_FILE, report)
+    _write_json(run / EVAL_FILE, figures)
+    return figures
+
+
+def _reporter(progress: Progress | None, model: str) -> Callable[[str, int, int], None]:
+    """``report(phase, done, total)`` for one model's side; does nothing without ``progress``."""
+    def report(phase: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress({"phase": phase, "model": model, "done": done, "total": total,
+                      "title": f"{_PHASES[phase]} ({model})"})
     return report
 
 
 def _measure(model: Any, tokenizer: Any, examples: list[tuple[list[int], list[int]]],
              prompts: Sequence[str], max_new_tokens: int, seed: int,
-             style: tuple[str, str | None]) -> dict[str, Any]:
-    nll, tokens = _nll(model, tokenizer, examples)
-    texts = [_reply(model, tokenizer, prompt, max_new_tokens, seed, style) for prompt in prompts]
+             style: tuple[str, str | None],
+             report: Callable[[str, int, int], None]) -> dict[str, Any]:
+    nll, tokens = _nll(model, tokenizer, examples, report)
+    texts = []
+    for done, prompt in enumerate(prompts):
+        report("reply", done, len(prompts))
+        texts.append(_reply(model, tokenizer, prompt, max_new_tokens, seed, style))
+    report("reply", len(prompts), len(prompts))
     return {"perplexity": math.exp(nll / tokens) if tokens else None, "tokens": tokens,
             "texts": texts, "replies": reply_metrics(prompts, texts)}
 
 
-def _nll(model: Any, tokenizer: Any,
-         examples: list[tuple[list[int], list[int]]]) -> tuple[float, int]:
+def _nll(model: Any, tokenizer: Any, examples: list[tuple[list[int], list[int]]],
+         report: Callable[[str, int, int], None] | None = None) -> tuple[float, int]:
     """Summed negative log-likelihood of the labelled tokens, and how many there are."""
     import torch
     import torch.nn.functional as F
@@ -140,8 +169,11 @@ def _nll(model: Any, tokenizer: Any,
     collate = Collator(pad_token_id(tokenizer))
     device = next(model.parameters()).device
     total, count = 0.0, 0
+    batches = math.ceil(len(examples) / _BATCH)
     with torch.inference_mode():
         for start in range(0, len(examples), _BATCH):
+            if report is not None:
+                report("score", start // _BATCH, batches)
             batch = {k: v.to(device) for k, v in collate(examples[start:start + _BATCH]).items()}
             logits = model(input_ids=batch["input_ids"],
                            attention_mask=batch["attention_mask"]).logits.float()
@@ -150,6 +182,8 @@ def _nll(model: Any, tokenizer: Any,
                                      labels.reshape(-1), ignore_index=IGNORE_INDEX,
                                      reduction="sum").item()
             count += int((labels != IGNORE_INDEX).sum())
+    if report is not None:
+        report("score", batches, batches)
     return total, count
 
 

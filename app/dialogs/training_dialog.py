@@ -3,8 +3,10 @@
 Training runs in its own process (``python -m training all --progress-json``): it uses all the
 cores and a lot of memory for a long time, and a crash or an out-of-memory kill there cannot take
 the window down. The dialog reads its JSON progress lines: a row per stage, a progress bar, the
-ETA and a live loss plot. Stop sends SIGTERM (the trainer saves a checkpoint first); Resume runs
-the same command, which carries on from that checkpoint.
+ETA and a live loss plot, then the evaluation's figures. Stop sends SIGTERM (the trainer saves a
+checkpoint first); Resume runs the same command, which carries on from that checkpoint, and is
+offered only while the run folder of the name and settings chosen holds one. What the messages
+mean in words lives in ``training.progress`` (no Qt).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QRadioButton,
@@ -38,14 +41,38 @@ from app.launcher import training_command_prefix
 from app.widgets.banner import Banner
 from engine.errors import TalkError
 from training.cli import STAGES, format_duration
+from training.progress import (
+    STAGE_NAMES,
+    STATE_WORDS,
+    evaluate_text,
+    evaluation_summary,
+    read_evaluation,
+    resume_point,
+    stage_text,
+    stages_for,
+    stopped_text,
+)
 
-STAGE_NAMES = {"scrape": "Fetch threads", "filter": "Filter", "dataset": "Build dataset",
-               "train": "Fine-tune", "evaluate": "Evaluate", "export": "Export persona"}
 # Base models offered, with their parameter counts (for the memory estimate).
 BASES = (("microsoft/DialoGPT-small", "DialoGPT small (117M)", 124_000_000),
          ("microsoft/DialoGPT-medium", "DialoGPT medium (345M)", 355_000_000),
          ("microsoft/DialoGPT-large", "DialoGPT large (762M)", 774_000_000),
          ("starter", "Starter: SmolLM2-135M (offline)", 135_000_000))
+# The default base: the first of these on this computer (the bundled starter always is).
+PREFERRED_BASES = ("microsoft/DialoGPT-medium", "microsoft/DialoGPT-small",
+                   "microsoft/DialoGPT-large", "starter")
+PULL_PLACE = "Tools → Models and personas…, Pull"
+# The trainer's hints name command-line flags and run folders; the dialog names its own fields.
+DIALOG_HINTS = {
+    "training_config_mismatch": "To resume it, set Base model, Method, Epochs and Batch size "
+                                "back to that run's; to train from the start, give the persona "
+                                "another Name.",
+    "run_source_mismatch": "Give the persona another Name to train on a different subreddit.",
+    "base_model_missing": f"Pull it first ({PULL_PLACE}), or connect to the internet so the "
+                          "trainer can download it.",
+    "max_tokens_too_long": "Choose another Base model.",
+}
+OUT_OF_MEMORY_HINT = "Choose LoRA, a smaller Batch size or a smaller Base model, then Start again."
 
 
 class LossPlot(QWidget):
@@ -103,6 +130,59 @@ class LossPlot(QWidget):
         painter.end()
 
 
+def base_on_disk(ref: str) -> bool:
+    """Whether the base ``ref`` (Hub id, persona id or folder) is on this computer."""
+    from engine.models.availability import has_weights, hub_snapshot, weights_present
+    from engine.models.persona import PERSONA_FILE, load_persona
+    from engine.models.registry import find_persona
+
+    ref = ref.strip()
+    if not ref:
+        return False
+    path = Path(ref).expanduser()
+    try:
+        if path.is_dir():
+            if (path / PERSONA_FILE).is_file():
+                return weights_present(load_persona(path))
+            return (path / "config.json").is_file() and has_weights(path)
+        if "/" in ref and not ref.startswith((".", "~", "/")):
+            snapshot = hub_snapshot(ref)
+            return snapshot is not None and has_weights(snapshot)
+        return weights_present(find_persona(ref))
+    except Exception:  # a half-typed or odd reference (no such persona, bad id): not here
+        return False
+
+
+def base_note(ref: str, label: str) -> str:
+    """What to do before a run from ``ref``, which is not on this computer."""
+    from engine.models.catalogue import catalogue
+
+    ref = ref.strip()
+    if not ref:
+        return "Choose a base model."
+    if ref.startswith((".", "~", "/")):
+        if Path(ref).expanduser().exists():
+            return f"{ref} is not a model folder: it needs a config.json and weight files."
+        return f"There is no model folder at {ref}."
+    if "/" in ref:
+        size = next((f" (about {e.size_mb} MB)" for e in catalogue() if e.repo_id == ref), "")
+        return (f"{label} is not on this computer yet: pull it first ({PULL_PLACE}), or the "
+                f"trainer downloads it{size} when the run starts, which needs the internet.")
+    return (f"No installed persona or model called {ref!r}: pull it first ({PULL_PLACE}), or "
+            "type a model folder or a Hub id.")
+
+
+def dialog_error(error: TalkError) -> TalkError:
+    """``error`` with a hint that names what the dialog lets a person change."""
+    hint = DIALOG_HINTS.get(error.code or "")
+    if error.code == "base_model_missing" and "models pull" not in (error.hint or ""):
+        hint = None  # a folder or persona not found: the trainer's hint says what was tried
+    if error.code == "internal_error":
+        hint = OUT_OF_MEMORY_HINT if "out of memory" in error.message.lower() else (
+            "Start it again; it carries on where it stopped.")
+    return TalkError(error.message, hint=hint or error.hint, code=error.code) if hint else error
+
+
 class TrainingDialog(QDialog):
     """Choose a source and a base, start, watch, stop, resume."""
 
@@ -118,9 +198,12 @@ class TrainingDialog(QDialog):
         self._failed: TalkError | None = None
         self.stage_state: dict[str, str] = {}
         self._exported = False
+        self._total_steps: int | None = None  # of the training seen last (a stop shows it)
         self.extra_args: list[str] = []  # appended to the command (tests: a few tiny steps)
         self._build()
         self._update_estimate()
+        self._update_base_note()
+        self._show_stages()
         self._set_running(False)
 
     # -- layout -------------------------------------------------------------------------------
@@ -139,7 +222,7 @@ class TrainingDialog(QDialog):
         self.file_edit = QLineEdit(source_box)
         self.file_edit.setPlaceholderText(".jsonl of turn lists, or .csv with conversation,text")
         self.file_edit.setAccessibleName("Dialogue file")
-        browse = QPushButton("&Browse…", source_box)
+        self.browse_button = browse = QPushButton("&Browse…", source_box)
         browse.clicked.connect(self._browse)
         self.recipe_button = QPushButton("Use the &Berkeley recipe", source_box)
         self.recipe_button.setToolTip("r/berkeley on DialoGPT medium: the original persona")
@@ -153,13 +236,17 @@ class TrainingDialog(QDialog):
         source.addRow("", self.recipe_button)
         self.subreddit_edit.textEdited.connect(lambda: self.subreddit_radio.setChecked(True))
         self.file_edit.textEdited.connect(lambda: self.file_radio.setChecked(True))
+        self.file_radio.toggled.connect(self._show_stages)
 
         model_box = QGroupBox("How", self)
         self.base_combo = QComboBox(model_box)
         self.base_combo.setEditable(True)  # a folder or another Hub id may be typed
         for ref, label, _ in BASES:
             self.base_combo.addItem(label, ref)
-        self.base_combo.setCurrentIndex(1)
+        self.base_combo.setCurrentIndex(self._default_base_index())
+        self.base_note = QLabel(model_box)  # says when the base must be pulled first
+        self.base_note.setWordWrap(True)
+        self.base_note.setAccessibleName("Base model note")
         self.method_combo = QComboBox(model_box)
         self.method_combo.addItem("LoRA adapter (less memory, fast)", "lora")
         self.method_combo.addItem("Full fine-tune (best fit, most memory)", "full")
@@ -177,18 +264,28 @@ class TrainingDialog(QDialog):
         self._fill_voices()
         self.memory_label = QLabel(model_box)
         self.memory_label.setWordWrap(True)
-        form = QFormLayout(model_box)
-        for text, widget in (("Base &model:", self.base_combo), ("Me&thod:", self.method_combo),
+        self._form = form = QFormLayout(model_box)
+        for text, widget in (("Base &model:", self.base_combo), ("", self.base_note),
+                             ("Me&thod:", self.method_combo),
                              ("&Epochs:", self.epochs_spin), ("Batch si&ze:", self.batch_spin),
                              ("&Name:", self.name_edit),
                              ("Speaks in the &voice of:", self.voice_combo),
                              ("Memory:", self.memory_label)):
+            if not text:  # the note under the base: its own row, gone when it says nothing
+                form.addRow("", widget)
+                continue
             label = QLabel(text, model_box)
             label.setBuddy(widget)
             form.addRow(label, widget)
         for signal in (self.base_combo.currentIndexChanged, self.method_combo.currentIndexChanged,
                        self.batch_spin.valueChanged):
             signal.connect(self._update_estimate)
+        self.base_combo.currentTextChanged.connect(self._update_base_note)
+        # What decides the run folder and whether its checkpoint fits: Resume or Start.
+        for signal in (self.name_edit.textChanged, self.base_combo.currentTextChanged,
+                       self.method_combo.currentIndexChanged, self.epochs_spin.valueChanged,
+                       self.batch_spin.valueChanged):
+            signal.connect(self._update_start_button)
 
         progress_box = QGroupBox("Progress", self)
         self.stage_labels: dict[str, QLabel] = {}
@@ -203,6 +300,11 @@ class TrainingDialog(QDialog):
         self.status_label = QLabel("Not started.", progress_box)
         self.status_label.setWordWrap(True)
         self.loss_plot = LossPlot(progress_box)
+        self.eval_view = QPlainTextEdit(progress_box)  # the evaluate stage's figures
+        self.eval_view.setReadOnly(True)
+        self.eval_view.setAccessibleName("Evaluation")
+        self.eval_view.setMaximumHeight(150)
+        self.eval_view.hide()
         progress = QVBoxLayout(progress_box)
         progress.addLayout(stages)
         bar_row = QHBoxLayout()
@@ -211,6 +313,7 @@ class TrainingDialog(QDialog):
         progress.addLayout(bar_row)
         progress.addWidget(self.status_label)
         progress.addWidget(self.loss_plot)
+        progress.addWidget(self.eval_view)
 
         self.start_button = QPushButton("&Start", self)
         self.start_button.setDefault(True)
@@ -232,7 +335,7 @@ class TrainingDialog(QDialog):
         layout.addWidget(model_box)
         layout.addWidget(progress_box, 1)
         layout.addLayout(buttons)
-        self.resize(640, 720)
+        self.resize(640, 760)
 
     # -- inputs -------------------------------------------------------------------------------
     def _browse(self) -> None:
@@ -245,8 +348,31 @@ class TrainingDialog(QDialog):
     def _berkeley(self) -> None:
         self.subreddit_radio.setChecked(True)
         self.subreddit_edit.setText("berkeley")
-        self.base_combo.setCurrentIndex(1)
+        self.base_combo.setCurrentIndex(self.base_combo.findData("microsoft/DialoGPT-medium"))
         self.name_edit.setText("Berkeley")
+
+    def _default_base_index(self) -> int:
+        """The first preferred base that is on this computer (the starter always is)."""
+        for ref in PREFERRED_BASES:
+            if base_on_disk(ref):
+                return self.base_combo.findData(ref)
+        return self.base_combo.findData("starter")
+
+    def _update_base_note(self) -> None:
+        """Say, before anything starts, when the base model is not on this computer."""
+        ref = self.base_ref()
+        missing = not base_on_disk(ref)
+        label = next((text for r, text, _ in BASES if r == ref), ref)
+        self.base_note.setText(base_note(ref, label) if missing else "")
+        self._form.setRowVisible(self.base_note, missing)
+
+    def _show_stages(self) -> None:
+        """Stages the chosen source needs, unmarked; the others greyed out (not needed)."""
+        if self.process is not None:
+            return
+        self._stages = stages_for(self.file_radio.isChecked())
+        for stage in STAGES:
+            self._mark(stage, "" if stage in self._stages else "unused")
 
     def base_ref(self) -> str:
         """The base model chosen (a Hub id, persona id or a typed folder)."""
@@ -295,10 +421,7 @@ class TrainingDialog(QDialog):
         name = self.name_edit.text().strip()
         if not name:
             raise TalkError("Give the persona a name.", code="training_name_missing")
-        args = [*training_command_prefix(), "all", "--progress-json", "--name", name,
-                "--base", self.base_ref(), "--method", self.method_combo.currentData(),
-                "--epochs", str(self.epochs_spin.value()),
-                "--batch-size", str(self.batch_spin.value())]
+        args = [*training_command_prefix(), "all", "--progress-json", *self._settings(name)]
         if self.file_radio.isChecked():
             path = self.file_edit.text().strip()
             if not path or not Path(path).expanduser().is_file():
@@ -315,6 +438,38 @@ class TrainingDialog(QDialog):
             args += ["--voice", self.voice_combo.currentData()]
         return [self.python, *args, *self.extra_args]
 
+    def _settings(self, name: str) -> list[str]:
+        """The arguments that decide the run folder and what is trained."""
+        return ["--name", name, "--base", self.base_ref(),
+                "--method", self.method_combo.currentData(),
+                "--epochs", str(self.epochs_spin.value()),
+                "--batch-size", str(self.batch_spin.value())]
+
+    def resume_step(self) -> int | None:
+        """The step a start with these settings carries on from; None: a new run starts."""
+        name = self.name_edit.text().strip()
+        if not name:
+            return None
+        try:
+            from training.cli import build_parser, run_folder, train_config
+
+            # The trainer's own parser and config: the run it will resume is the one checked.
+            args = build_parser().parse_args(["all", "--subreddit", "x", *self._settings(name),
+                                              *self.extra_args])
+            run = run_folder(name)
+            return resume_point(run, train_config(args, run))
+        except (TalkError, ImportError, SystemExit):  # not a valid run (yet): nothing to resume
+            return None
+
+    def _update_start_button(self) -> None:
+        """Resume only when the run of this name and these settings has a checkpoint."""
+        if self.process is not None:
+            return
+        step = self.resume_step()
+        self.start_button.setText("&Start" if step is None else "&Resume")
+        self.start_button.setToolTip("" if step is None else
+                                     f"Carries on from the checkpoint at step {step}.")
+
     # -- the process --------------------------------------------------------------------------
     def start(self) -> None:
         """Start (or resume: the trainer carries on from its checkpoint)."""
@@ -327,9 +482,12 @@ class TrainingDialog(QDialog):
             return
         self.banner.dismiss()
         self._failed, self._buffer, self._stderr = None, "", ""
-        self._exported = False
-        for stage in STAGES:  # a resume shows this run's stages, not the last one's
-            self._mark(stage, "")
+        self._exported, self._total_steps = False, None
+        self._show_stages()  # a resume shows this run's stages, not the last one's
+        self.eval_view.clear()
+        self.eval_view.hide()
+        self._bar_text("%p%", 0, 100, 0)
+        self.eta_label.setText("")
         process = QProcess(self)
         env = QProcessEnvironment.systemEnvironment()
         env.insert("PYTHONUNBUFFERED", "1")
@@ -372,41 +530,83 @@ class TrainingDialog(QDialog):
             self._failed = TalkError(message.get("message", "Training failed."),
                                      hint=message.get("hint"), code=message.get("code"))
             return
-        if stage not in STAGES:
+        if stage not in self._stages:  # "all", or a stage this source does not need
             if message.get("text"):
                 self.status_label.setText(message["text"])
             return
         if event == "start":
             self._mark(stage, "running")
-            self.progress_bar.setRange(0, 0)
+            self._bar_text("%p%", 0, 0, 0)  # busy until the stage reports numbers
             self.eta_label.setText("")
             self.status_label.setText(f"{STAGE_NAMES[stage]}: {message.get('text', '')}")
         elif event == "progress":
-            if "step" in message:
-                total = int(message.get("total_steps") or 0)
-                self.progress_bar.setRange(0, max(1, total))
-                self.progress_bar.setValue(int(message["step"]))
-                if message.get("loss") is not None:
-                    self.loss_plot.add(int(message["step"]), float(message["loss"]))
-                eta = message.get("eta_s")
-                self.eta_label.setText(f"ETA {format_duration(eta)}" if eta is not None else "")
-            elif message.get("total"):
-                self.progress_bar.setRange(0, int(message["total"]))
-                self.progress_bar.setValue(int(message.get("done", 0)))
+            self._progress(stage, message)
         elif event in ("done", "skip"):
-            self._mark(stage, "done" if message.get("status") != "cancelled" else "stopped")
-            self.progress_bar.setRange(0, 1)
-            self.progress_bar.setValue(1)
+            self.eta_label.setText("")
             self.status_label.setText(f"{STAGE_NAMES[stage]}: {message.get('text', '')}")
+            if message.get("status") == "cancelled":
+                self._mark(stage, "stopped")
+                step, total = int(message.get("step") or 0), self._total_steps or 0
+                self._bar_text(stopped_text(step, total), 0, max(1, total), min(step, total))
+                return
+            self._bar_text("%p%", 0, 1, 1)
+            shown = False
+            if stage == "evaluate":
+                shown = self._show_evaluation(message.get("figures"))
+            # A skip is done work kept (a dataset, a fine-tune); not so a persona that exists
+            # already, or an evaluation left out for want of validation dialogues.
+            skipped = event == "skip" and (message.get("status") == "exists" or (
+                stage == "evaluate" and not shown))
+            self._mark(stage, "skipped" if skipped else "done")
             if stage == "export" and event == "done" and message.get("persona"):
                 self._exported = True
                 self.persona_created.emit(message["persona"])
 
+    def _progress(self, stage: str, message: dict[str, Any]) -> None:
+        if "step" in message:  # training
+            total = int(message.get("total_steps") or 0)
+            self._total_steps = total or None
+            self._bar_text("%p%", 0, max(1, total), int(message["step"]))
+            if message.get("loss") is not None:
+                self.loss_plot.add(int(message["step"]), float(message["loss"]))
+            eta = message.get("eta_s")
+            self.eta_label.setText(f"ETA {format_duration(eta)}" if eta is not None else "")
+        elif "phase" in message:  # evaluate: loading, scoring, sample replies
+            self.status_label.setText(f"{STAGE_NAMES[stage]}: {evaluate_text(message)}")
+            total = int(message.get("total") or 0)
+            loading = message["phase"] == "load"
+            self._bar_text("%p%", 0, 0 if loading else max(1, total),
+                           0 if loading else int(message.get("done") or 0))
+        elif message.get("total"):
+            self._bar_text("%p%", 0, int(message["total"]), int(message.get("done", 0)))
+
+    def _bar_text(self, text: str, low: int, high: int, value: int) -> None:
+        """The progress bar's range, value and words (high 0: busy)."""
+        self.progress_bar.setRange(low, high)
+        self.progress_bar.setValue(value)
+        self.progress_bar.setFormat(text)
+
+    def _show_evaluation(self, figures: Any) -> bool:
+        """Show the evaluate stage's figures (or, when it was skipped, the saved ones)."""
+        if not isinstance(figures, dict):
+            try:
+                from training.cli import run_folder
+
+                figures = read_evaluation(run_folder(self.name_edit.text().strip()))
+            except TalkError:
+                figures = None
+        if not figures:
+            return False
+        self.eval_view.setPlainText(evaluation_summary(figures))
+        self.eval_view.show()
+        return True
+
     def _mark(self, stage: str, state: str) -> None:
         self.stage_state[stage] = state
-        sign = {"running": "▶ ", "done": "✓ ", "stopped": "⏸ ", "failed": "✗ "}.get(state, "")
         label = self.stage_labels[stage]
-        label.setText(sign + STAGE_NAMES[stage])
+        label.setText(stage_text(stage, state))
+        label.setEnabled(state != "unused")
+        label.setToolTip(f"{STAGE_NAMES[stage]}: {STATE_WORDS.get(state, state)}")
         font = label.font()
         font.setBold(state == "running")
         label.setFont(font)
@@ -414,40 +614,54 @@ class TrainingDialog(QDialog):
     def _finished(self, code: int, _status: Any) -> None:
         self.process = None
         self._set_running(False)
+        self.eta_label.setText("")
         running = [s for s, state in self.stage_state.items() if state == "running"]
         if code == 0 and self._failed is None:
+            if self.progress_bar.maximum() == 0:
+                self._bar_text("%p%", 0, 1, 1)
             if self._exported:
                 self.status_label.setText("Done. The new persona is in the persona list.")
             # else: the last stage's own words stay (e.g. a persona of that name exists)
-            self.start_button.setText("&Start")
         elif code == 130 and self._failed is None:
             for stage in running:
                 self._mark(stage, "stopped")
-            self.status_label.setText("Stopped. Resume carries on from the last checkpoint.")
-            self.start_button.setText("&Resume")
+            if self.progress_bar.format() == "%p%":  # not a training stop (that says its step)
+                self._bar_text(stopped_text(None, None), 0, 1, 0)
+            step = self.resume_step()
+            self.status_label.setText(
+                "Stopped. Start carries on where it stopped." if step is None else
+                f"Stopped. Resume carries on from the checkpoint at step {step}.")
         else:
             for stage in running:
                 self._mark(stage, "failed")
             error = self._failed or TalkError(
                 f"The trainer stopped unexpectedly (exit {code}).",
                 hint=_last_line(self._stderr) or None, code="training_crashed")
-            self.banner.show_message(error, "error", "Training")
-            self.status_label.setText("Failed; fix the problem above, then Resume.")
-            self.start_button.setText("&Resume")
+            self.banner.show_message(dialog_error(error), "error", "Training")
+            where = STAGE_NAMES.get(running[0]) if running else None
+            self._bar_text(f"Failed at {where}" if where else "Failed", 0, 1, 0)
+            self.status_label.setText("Failed: change what the message above names, then "
+                                      "start again.")
+        self._update_start_button()
 
     def _process_error(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart:
             self.process = None
             self._set_running(False)
+            self._bar_text("Failed", 0, 1, 0)
             self.banner.show_message(TalkError(
                 f"Could not start the trainer ({self.python}).", code="training_not_started"),
                 "error", "Training")
+            self.status_label.setText("Not started.")
+            self._update_start_button()
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
-        for widget in (self.subreddit_edit, self.file_edit, self.base_combo, self.method_combo,
-                       self.epochs_spin, self.batch_spin, self.name_edit, self.recipe_button):
+        for widget in (self.subreddit_radio, self.file_radio, self.subreddit_edit,
+                       self.file_edit, self.browse_button, self.base_combo, self.method_combo,
+                       self.epochs_spin, self.batch_spin, self.name_edit, self.voice_combo,
+                       self.recipe_button):
             widget.setEnabled(not running)
 
     @property

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 
 from app.dialogs.training_dialog import TrainingDialog
@@ -111,3 +114,147 @@ def test_missing_inputs_and_a_failing_run_are_explained(qtbot, app_data, tmp_pat
     text = dialog.banner.plain_text()
     assert "Training" in text and "no-such-model" in text and "Traceback" not in text
     assert dialog.start_button.isEnabled()
+
+
+DEJAVU_SANS = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+MEDIUM = "microsoft/DialoGPT-medium"
+
+
+@pytest.fixture
+def dejavu(qtbot):
+    """DejaVu Sans (the usual Linux UI font), to check the dialog draws no missing-glyph box."""
+    from PySide6.QtGui import QRawFont
+
+    if not DEJAVU_SANS.is_file():
+        pytest.skip("needs DejaVu Sans (fonts-dejavu-core)")
+    font = QRawFont(str(DEJAVU_SANS), 12)
+    return lambda text: [c for c in text if not font.supportsCharacter(ord(c))]
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache: no DialoGPT is on this computer."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def stop_a_run(qtbot, dialog):
+    """Start, stop after a few training steps; the run's checkpoint is on disk."""
+    dialog.epochs_spin.setValue(50)  # long enough to stop it half-way
+    dialog.show()
+    qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(dialog.loss_plot.points) >= 8, timeout=180000)
+    qtbot.mouseClick(dialog.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not dialog.running, timeout=120000)
+
+
+def test_the_default_base_is_on_this_computer_and_a_missing_one_is_explained(
+        qtbot, app_data, hub_cache, tmp_path):
+    dialog = TrainingDialog()
+    qtbot.addWidget(dialog)
+    assert dialog.base_ref() == "starter" and dialog.base_note.isHidden()  # bundled: always here
+    qtbot.mouseClick(dialog.recipe_button, Qt.MouseButton.LeftButton)  # Berkeley: medium
+    note = dialog.base_note.text()
+    assert dialog.base_ref() == MEDIUM and not dialog.base_note.isHidden()
+    assert "not on this computer" in note and "Models and personas" in note and "Pull" in note
+    dialog.base_combo.setEditText(str(tmp_path / "no-such-model"))
+    assert "no model folder" in dialog.base_note.text()
+    snapshot = hub_cache / "models--microsoft--DialoGPT-small" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)  # DialoGPT small pulled, as a pull leaves it
+    (snapshot / "config.json").write_text("{}")
+    (snapshot / "model.safetensors").write_bytes(b"0")
+    pulled = TrainingDialog()
+    qtbot.addWidget(pulled)
+    assert pulled.base_ref() == "microsoft/DialoGPT-small" and pulled.base_note.isHidden()
+
+
+def test_a_dialogue_file_needs_no_fetching_or_filtering(qtbot, app_data):
+    dialog = TrainingDialog()
+    qtbot.addWidget(dialog)
+    labels = dialog.stage_labels
+    assert all(label.isEnabled() for label in labels.values())
+    dialog.file_radio.setChecked(True)
+    assert [s for s, label in labels.items() if not label.isEnabled()] == ["scrape", "filter"]
+    assert dialog.stage_state["scrape"] == dialog.stage_state["filter"] == "unused"
+    dialog.subreddit_radio.setChecked(True)
+    assert all(label.isEnabled() for label in labels.values())
+
+
+def test_stage_marks_use_only_characters_dejavu_sans_has(qtbot, app_data, dejavu):
+    from training.progress import STATE_WORDS
+
+    dialog = TrainingDialog()
+    qtbot.addWidget(dialog)
+    for state in STATE_WORDS:
+        dialog._mark("train", state)
+        assert dejavu(dialog.stage_labels["train"].text()) == [], state
+
+
+def test_a_run_shows_what_evaluate_does_and_then_its_figures(qtbot, app_data, tiny_persona_dir,
+                                                             tmp_path):
+    dialog = make_dialog(qtbot, tiny_persona_dir, tmp_path, steps=8)
+    statuses: list[str] = []
+    original = dialog.handle
+
+    def record(message):
+        original(message)
+        statuses.append(dialog.status_label.text())
+
+    dialog.handle = record
+    dialog.show()
+    qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not dialog.running, timeout=180000)
+    assert dialog.stage_state["evaluate"] == "done", dialog.banner.plain_text()
+    assert any(s.startswith("Evaluate: Scoring the validation set") for s in statuses)
+    assert any(s.startswith("Evaluate: Writing sample replies") and "/" in s for s in statuses)
+    shown = dialog.eval_view.toPlainText()
+    assert not dialog.eval_view.isHidden() and dialog.eval_view.isReadOnly()
+    figures = json.loads((app_data / "training" / "grandpa" / "eval.json").read_text())
+    assert f"base {figures['perplexity']['base']:.1f} → fine-tuned " in shown
+    sample = figures["samples"][0]
+    assert f"You: {sample['prompt']}" in shown and "    fine-tuned: " in shown
+    # A dialogue file was never fetched or filtered: those stages stay greyed out, unticked.
+    for stage in ("scrape", "filter"):
+        assert dialog.stage_state[stage] == "unused" and not dialog.stage_labels[stage].isEnabled()
+        assert "✓" not in dialog.stage_labels[stage].text()
+
+
+def test_a_stopped_run_says_where_and_resume_is_offered_only_for_its_checkpoint(
+        qtbot, app_data, tiny_persona_dir, tmp_path, dejavu):
+    dialog = make_dialog(qtbot, tiny_persona_dir, tmp_path, steps=100000)
+    assert dialog.start_button.text() == "&Start"
+    stop_a_run(qtbot, dialog)
+    stopped_at = dialog.loss_plot.points[-1][0]
+    bar = dialog.progress_bar
+    assert re.fullmatch(rf"Stopped at step {stopped_at} of \d+", bar.text()), bar.text()
+    assert bar.value() < bar.maximum() and dialog.eta_label.text() == ""
+    shown = [label.text() for label in dialog.stage_labels.values()]
+    assert dejavu("".join(shown) + bar.text() + dialog.status_label.text()) == []
+    assert dialog.start_button.text() == "&Resume"
+    dialog.name_edit.setText("Grandma")  # another name: another run folder, a new run
+    assert dialog.start_button.text() == "&Start"
+    dialog.name_edit.setText("Grandpa")
+    assert dialog.start_button.text() == "&Resume"
+    dialog.epochs_spin.setValue(49)  # its checkpoint cannot carry on with other settings
+    assert dialog.start_button.text() == "&Start"
+
+
+def test_a_failed_run_names_the_dialog_fields_and_stops_the_busy_bar(
+        qtbot, app_data, tiny_persona_dir, tmp_path):
+    dialog = make_dialog(qtbot, tiny_persona_dir, tmp_path, steps=100000)
+    stop_a_run(qtbot, dialog)
+    dialog.batch_spin.setValue(3)  # the stopped run used 4: it cannot be resumed like this
+    qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not dialog.running, timeout=120000)
+    text = dialog.banner.plain_text()
+    assert "other settings" in text and "Traceback" not in text
+    assert "run folder" not in text and "Name" in text and "Batch size" in text
+    assert dialog.stage_state["train"] == "failed"
+    assert dialog.progress_bar.maximum() > 0  # not the moving busy bar
+    assert dialog.progress_bar.text() == "Failed at Fine-tune"
+    assert dialog.start_button.isEnabled() and dialog.name_edit.isEnabled()
