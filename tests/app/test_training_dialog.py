@@ -69,12 +69,7 @@ def test_a_run_from_a_dialogue_file_makes_a_persona(qtbot, app_data, tiny_person
 def test_stop_then_resume_carries_on_from_the_checkpoint(qtbot, app_data, tiny_persona_dir,
                                                          tmp_path):
     dialog = make_dialog(qtbot, tiny_persona_dir, tmp_path, steps=100000)
-    dialog.epochs_spin.setValue(50)  # long enough to stop it half-way
-    dialog.show()
-    qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: len(dialog.loss_plot.points) >= 8, timeout=180000)
-    qtbot.mouseClick(dialog.stop_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not dialog.running, timeout=120000)
+    stop_a_run(qtbot, dialog)
     assert dialog.stage_state["train"] == "stopped"
     assert dialog.start_button.text() == "&Resume" and dialog.banner.plain_text() == ""
     stopped_at = dialog.loss_plot.points[-1][0]
