@@ -547,7 +547,7 @@ def _reddit_login(args: argparse.Namespace, out) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``train``; returns the exit status."""
-    from engine.cli.main import print_error
+    from engine.cli.common import print_error
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -605,7 +605,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _unexpected(err: Exception, as_json: bool) -> int:
-    from engine.cli.main import print_error
+    from engine.cli.common import print_error
 
     text = f"{type(err).__name__}: {err}".strip()[:500]
     hint = "Try a smaller --batch-size or --max-tokens, LoRA, or --gradient-checkpointing." if (

@@ -15,7 +15,7 @@ from typing import TextIO
 
 from engine import paths
 from engine.chat import open_backend
-from engine.cli.main import decoding_overrides, print_error
+from engine.cli.common import decoding_overrides, print_error
 from engine.conversation import ChatSession
 from engine.errors import TalkError
 from engine.models.persona import Persona

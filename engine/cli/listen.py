@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from engine.cli.main import print_error
+from engine.cli.common import print_error
 from engine.cli.render import level_bar
 from engine.errors import TalkError
 

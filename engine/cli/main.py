@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from engine import __version__
+from engine.cli.common import print_error
 from engine.errors import TalkError
 
 
@@ -56,13 +57,6 @@ def _add_tts_flags(parser: argparse.ArgumentParser) -> None:
                             "model on a CPU, the full one on a GPU)")
     group.add_argument("--tts-device", choices=("auto", "cuda", "cpu"), default="auto")
     group.add_argument("--speaker-device", help="output device (number or part of its name)")
-
-
-def decoding_overrides(args: argparse.Namespace) -> dict[str, object]:
-    """The decoding flags the user gave."""
-    names = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty",
-             "no_repeat_ngram_size", "do_sample")
-    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -288,13 +282,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     parser.error(f"unknown command {command!r}")
     return 2
-
-
-def print_error(err: TalkError) -> None:
-    """Show an error to a person: message, then the hint."""
-    print(f"error: {err.message}", file=sys.stderr)
-    if err.hint:
-        print(f"  {err.hint}", file=sys.stderr)
 
 
 def _quiet_libraries() -> None:

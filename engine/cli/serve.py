@@ -6,7 +6,7 @@ import argparse
 import os
 
 from engine.chat.local import LocalChat
-from engine.cli.main import decoding_overrides
+from engine.cli.common import decoding_overrides
 from engine.errors import ConfigError
 from engine.models.registry import find_persona
 from engine.serve import make_server

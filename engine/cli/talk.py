@@ -12,7 +12,7 @@ import sys
 import time
 
 from engine import paths
-from engine.cli.main import decoding_overrides, print_error
+from engine.cli.common import decoding_overrides, print_error
 from engine.cli.render import EventPrinter
 from engine.errors import TalkError
 from engine.pipeline import events as ev
