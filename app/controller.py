@@ -380,7 +380,9 @@ class Controller(QObject):
         return self._listener
 
     def _emit_level(self, level: float) -> None:
-        self.event.emit(Event(ev.LEVEL, {"dbfs": level}))
+        pipeline = self.pipeline  # the one producer of the event stream
+        if pipeline is not None:
+            pipeline.emit(ev.LEVEL, dbfs=level)
 
     def _asr_missing(self) -> bool:
         if self.recognizer is not None:
@@ -410,7 +412,7 @@ class Controller(QObject):
             self.error.emit("Microphone", err)
             return False
         self._ptt = ptt
-        self.event.emit(Event(ev.LISTENING, {}))
+        self.pipeline.emit(ev.LISTENING)
         return True
 
     def where_text(self) -> str:
@@ -440,7 +442,7 @@ class Controller(QObject):
             if ptt.error is not None:  # the device failed mid-recording: keep what we have
                 self.error.emit("Microphone", ptt.error)
             if not self._closing and self.pipeline is not None:
-                self.event.emit(Event(ev.SPEECH_ENDED, {}))
+                self.pipeline.emit(ev.SPEECH_ENDED)
                 self.pipeline.start_audio_turn(audio, released)
 
         self.workers.run(finish, name="stop recording",

@@ -3,24 +3,14 @@
 A PyInstaller bundle has one program, ``talk-to-transformers``: with no command (or only the
 window's flags, such as ``--self-check``) it opens the window; with a command (``chat``,
 ``talk``, ``models``, ``train`` …) it is the command line. Installs from pip keep the two
-separate entry points, which both still work.
+separate entry points, which both still work. Whether this is the bundle, and how the
+trainer is started from it, is ``app.bundle``.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-
-
-def frozen() -> bool:
-    """Whether this is a PyInstaller bundle (``sys.executable`` is the app, not Python)."""
-    return bool(getattr(sys, "frozen", False))
-
-
-def training_command_prefix() -> list[str]:
-    """Arguments after ``sys.executable`` that start the trainer (``… all --name …``)."""
-    return ["train"] if frozen() else ["-m", "training"]
-
 
 # The window's own flags; any other argument (a command, or the command line's -v/--version)
 # belongs to the command line.

@@ -11,6 +11,8 @@ import os
 import sys
 import time
 
+from app import bundle
+
 STARTED = time.perf_counter()  # as early as this module allows: the startup benchmark reads it
 
 
@@ -20,7 +22,7 @@ def _has_display() -> bool:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    frozen = bool(getattr(sys, "frozen", False))  # the bundle: one program for both
+    frozen = bundle.frozen()  # the bundle: one program for both
     parser = argparse.ArgumentParser(
         prog="talk-to-transformers" if frozen else "talk-to-transformers-app",
         description="Talk To Transformers: the desktop window. For the terminal, use "

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.workers import Worker, WorkerPool
-from engine.chat.types import CancelToken
+from engine.cancel import CancelToken
 from engine.errors import TalkError
 from engine.models.catalogue import CatalogueEntry
 

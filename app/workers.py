@@ -15,7 +15,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
-from engine.chat.types import CancelToken
+from engine.cancel import CancelToken
 from engine.errors import TalkError
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from engine.chat.types import CancelToken, ChatModel, Turn
+from engine.cancel import CancelToken
+from engine.chat.types import ChatModel, Turn
 from engine.errors import ChatError, TalkError
 from engine.store import ConversationStore
 
@@ -62,7 +63,7 @@ class ChatSession:
             self.store.update_turn_meta(self.last_reply_id, meta)
 
     def send(self, text: str, *, cancel: CancelToken | None = None,
-             meta: dict[str, Any] | None = None) -> Iterator[str]:
+             meta: dict[str, Any] | None = None, gate: Any = None) -> Iterator[str]:
         """Store the user's turn, then yield the reply piece by piece, storing each first.
 
         Closing the iterator early (or ``cancel``) keeps what was shown, marked ``cut``.
@@ -77,15 +78,18 @@ class ChatSession:
             raise ChatError("Nothing to send: the message is empty.", code="empty_input")
         self.store.add_turn(self.conversation_id, "user", text, self.persona_id, meta=meta)
         self.history.append(Turn("user", text))
-        return self._reply(cancel or CancelToken())
+        return self._reply(cancel or CancelToken(), gate)
 
-    def _reply(self, cancel: CancelToken) -> Iterator[str]:
+    def _reply(self, cancel: CancelToken, gate: Any) -> Iterator[str]:
         shown: list[str] = []
         turn_id: int | None = None
         status = "cut"
         error: TalkError | None = None
         try:
-            for piece in self.backend.stream_reply(list(self.history), cancel=cancel):
+            # The device gate, when the voice pipeline shares the device with speech models,
+            # goes to the backend with the request (a backend that needs none ignores it).
+            extra = {"gate": gate} if gate is not None else {}
+            for piece in self.backend.stream_reply(list(self.history), cancel=cancel, **extra):
                 if not shown:
                     piece = piece.lstrip()
                     if not piece:

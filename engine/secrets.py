@@ -7,6 +7,7 @@ server), ``HF_TOKEN`` is the fallback and the error says so.
 from __future__ import annotations
 
 import os
+from types import ModuleType
 
 from engine.errors import ConfigError
 
@@ -14,7 +15,12 @@ SERVICE = "talk-to-transformers"
 HF_TOKEN_KEY = "hf_token"
 
 
-def _keyring():
+def usable_keyring() -> ModuleType | None:
+    """The ``keyring`` module when an OS keyring backend is there to use, else None.
+
+    None when keyring is not installed or only its "fail" backend is left (a headless server);
+    callers then fall back to ``HF_TOKEN`` or say that nothing can be stored.
+    """
     try:
         import keyring
         from keyring.backends import fail
@@ -28,7 +34,7 @@ def _keyring():
 
 def hf_token() -> str | None:
     """The Hugging Face token: the keyring's first, then ``HF_TOKEN``; None if neither."""
-    kr = _keyring()
+    kr = usable_keyring()
     if kr is not None:
         try:
             token = kr.get_password(SERVICE, HF_TOKEN_KEY)
@@ -41,7 +47,7 @@ def hf_token() -> str | None:
 
 def store_hf_token(token: str) -> None:
     """Save the token in the OS keyring."""
-    kr = _keyring()
+    kr = usable_keyring()
     if kr is None:
         raise ConfigError(
             "No OS keyring is available to store the token.",
@@ -53,7 +59,7 @@ def store_hf_token(token: str) -> None:
 
 def clear_hf_token() -> bool:
     """Remove the token from the keyring; True if one was there."""
-    kr = _keyring()
+    kr = usable_keyring()
     if kr is None:
         return False
     try:

@@ -18,9 +18,9 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from engine.chat.decoding import DecodingOptions
+from engine.cancel import CancelToken
 from engine.chat.local import LocalChat
-from engine.chat.types import CancelToken
+from engine.decoding import DecodingOptions
 from engine.errors import TalkError
 
 log = logging.getLogger(__name__)

@@ -26,15 +26,13 @@ class FakeRecognizer:
 class FakeChat:
     """Streams scripted pieces, ``delay`` seconds apart; records the histories it saw."""
 
-    gate = None
-
     def __init__(self, *pieces: str, delay: float = 0.0, fail_after: int | None = None):
         self.pieces, self.delay, self.fail_after, self.histories = pieces, delay, fail_after, []
 
     def reply(self, history, *, cancel=None):
         return "".join(self.stream_reply(history, cancel=cancel))
 
-    def stream_reply(self, history, *, cancel=None):
+    def stream_reply(self, history, *, cancel=None, gate=None):
         self.histories.append([t.text for t in history])
         for i, piece in enumerate(self.pieces):
             if self.fail_after == i:
@@ -85,24 +83,25 @@ class FakePlayer:
         self.on_event = lambda kind, text: None
         self.played: list[str] = []
         self.chunks = 0  # audio chunks received
-        # (seconds, text, starts a piece, ends it); seconds < 0 closes the player.
-        self._queue: list[tuple[float, str, bool, bool]] = []
+        # (seconds, text, starts a piece, ends it, listener); seconds < 0 closes the player.
+        self._queue: list[tuple[float, str, bool, bool, object]] = []
+        self._listener = None  # of the piece playing
         self._cond = threading.Condition()
         self._stop = False
         self._busy = False
         self._thread = threading.Thread(target=self._run, name="fake-player", daemon=True)
         self._thread.start()
 
-    def enqueue(self, samples, rate, text="", *, starts=True, ends=True):
+    def enqueue(self, samples, rate, text="", *, starts=True, ends=True, listener=None):
         with self._cond:
             self.chunks += 1
-            self._queue.append((len(samples) / rate, text, starts, ends))
+            self._queue.append((len(samples) / rate, text, starts, ends, listener))
             self._busy = True
             self._cond.notify_all()
 
     def end_piece(self, text=""):
         with self._cond:
-            self._queue.append((0.0, text, False, True))
+            self._queue.append((0.0, text, False, True, None))
             self._busy = True
             self._cond.notify_all()
 
@@ -118,7 +117,7 @@ class FakePlayer:
 
     def close(self):
         with self._cond:
-            self._queue.append((-1.0, "", False, False))
+            self._queue.append((-1.0, "", False, False, None))
             self._cond.notify_all()
         self._thread.join()
 
@@ -126,12 +125,13 @@ class FakePlayer:
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._queue)
-                seconds, text, starts, ends = self._queue.pop(0)
+                seconds, text, starts, ends, listener = self._queue.pop(0)
                 self._stop = False
             if seconds < 0:
                 return
             if starts:
-                self.on_event("speaking_started", text)
+                self._listener = listener or self.on_event
+                self._listener("speaking_started", text)
             deadline = time.monotonic() + seconds / self.speed
             with self._cond:
                 self._cond.wait_for(lambda: self._stop, max(0.0, deadline - time.monotonic()))
@@ -139,7 +139,7 @@ class FakePlayer:
             if stopped or ends:
                 if not stopped:
                     self.played.append(text)
-                self.on_event("speaking_ended", text)
+                (self._listener or self.on_event)("speaking_ended", text)
             with self._cond:
                 if not self._queue:
                     self._busy = False

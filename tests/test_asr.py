@@ -10,6 +10,7 @@ import pytest
 from engine.asr import open_recognizer
 from engine.audio.files import AudioFileError, load_audio
 from engine.audio.listener import Listener, ListenOptions, NoSpeechError
+from engine.audio.segmenter import Boundary
 from tests.speech import SENTENCES, speak, speech_array, word_error_rate
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None or shutil.which("sox") is None,
@@ -50,11 +51,11 @@ def test_vad_finds_speech_where_speech_is(speech_dir):
     silence = np.zeros(16000, dtype=np.float32)
     audio = np.concatenate([silence, speech, silence, silence, speech, silence])
     events = []
-    listener = Listener(on_event=events.append)
+    listener = Listener()
     blocks = np.array_split(audio, len(audio) // 700)  # odd-sized blocks, like a device's
-    utterances = list(listener.hands_free(blocks))
+    utterances = list(listener.hands_free(blocks, on_speech=events.append))
     assert len(utterances) == 2
-    assert events == ["speech_started", "speech_ended"] * 2
+    assert events == [Boundary.STARTED, Boundary.ENDED] * 2
     for utterance in utterances:
         # The utterance covers the sentence (pre-roll included) but not the seconds of silence.
         assert 0.8 * len(speech) <= len(utterance) <= len(speech) + 1.5 * 16000

@@ -25,7 +25,7 @@ def raw_generate(chat: LocalChat, history, max_new_tokens: int) -> tuple[str, in
     """What the model itself produces for the engine's prompt (greedy)."""
     import torch
 
-    ids = torch.tensor([chat.build_prompt(history).ids])
+    ids = torch.tensor([chat.build_prompt(history).ids], device=chat.loaded.model.device)
     out = chat.loaded.model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
                                      max_new_tokens=max_new_tokens,
                                      pad_token_id=chat.loaded.tokenizer.eos_token_id)
@@ -97,7 +97,9 @@ def test_long_history_keeps_the_prompt_inside_the_context(tiny_chat):
     prompt = tiny_chat.build_prompt(history)
     assert len(prompt.ids) <= 128 - 12
     assert prompt.turns_dropped > 0
-    assert isinstance(tiny_chat.reply(history), str)
+    # The reply is generated from that trimmed prompt (greedy: exactly what the model writes).
+    reply = tiny_chat.reply(history)
+    assert reply and reply == raw_generate(tiny_chat, history, 12)[0]
 
 
 def test_too_long_message_is_refused_clearly(tiny_chat):
@@ -115,7 +117,8 @@ def test_cuda_loads_in_fp16(tiny_persona_dir):
     chat = LocalChat.load(load_persona(tiny_persona_dir), device="auto")
     assert chat.device == "cuda"
     assert next(chat.loaded.model.parameters()).dtype == torch.float16
-    assert isinstance(chat.reply(HELLO), str)
+    reply = chat.reply(HELLO)
+    assert reply and reply == raw_generate(chat, HELLO, 12)[0]
 
 
 def test_cuda_setting_without_gpu_is_a_clear_error(tiny_persona_dir):
@@ -152,7 +155,8 @@ def test_lora_adapter_persona_loads_on_its_base(tiny_persona_dir, tmp_path):
 
     chat = LocalChat.load(load_persona(adapter_dir), device="cpu")
     assert type(chat.loaded.model).__name__ == "GPT2LMHeadModel"  # merged into the base
-    assert isinstance(chat.reply(HELLO), str)
+    reply = chat.reply(HELLO)
+    assert reply and reply == raw_generate(chat, HELLO, 12)[0]  # the merged model answers
     # The random LoRA weights are really applied: the adapted model scores text differently.
     import torch
 

@@ -258,7 +258,7 @@ def test_two_turns_started_at_once_run_one_after_the_other(store):
 
 def test_a_crash_in_the_chat_model_ends_the_turn_with_an_error(store):
     class Broken(FakeChat):
-        def stream_reply(self, history, *, cancel=None):
+        def stream_reply(self, history, *, cancel=None, gate=None):
             yield "Hal"
             raise RuntimeError("index out of range in self")
 
@@ -288,3 +288,76 @@ def test_nothing_recognised_is_an_error_not_an_empty_message(store):
     assert result.failed_stage == "transcribe"
     assert ev.TRANSCRIPT not in kinds(events)
     assert store.turns(session.conversation_id) == []
+
+
+# -- the turn object --------------------------------------------------------------------------
+
+
+def test_each_turn_is_its_own_run_a_handle_to_wait_on(store):
+    pipeline, events, session = make(store, FakeChat("Hi", " there.", delay=0.02))
+    first = pipeline.start_text_turn("one")
+    assert first.wait(10) and first.done
+    assert first.result.reply == "Hi there." and first.result.failed_stage is None
+    assert set(first.result.timings) >= {"first_token", "reply", "total"}
+    second = pipeline.start_text_turn("two")
+    assert second is not first and second.number == first.number + 1
+    assert second.wait(10) and second.result.user == "two"
+    numbers = {e.data["turn"] for e in events if "turn" in e.data}
+    assert numbers == {first.number, second.number}  # every turn event names its turn
+
+
+def test_a_cut_turns_late_player_event_reaches_that_turn_not_the_next(store):
+    player = FakePlayer(speed=1.0)  # real time: the sentence is still playing when cut
+    try:
+        tts = FakeTTS(seconds=2.0)
+        pipeline, events, session = make(store, FakeChat("A long sentence."), tts=tts,
+                                         player=player)
+        first = pipeline.start_text_turn("speak")
+        deadline = time.monotonic() + 10
+        while not any(e.type == ev.SPEAKING_STARTED for e in events):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        second = pipeline.start_text_turn("again")  # interrupts the first mid-sentence
+        assert first.wait(10) and first.result.cut
+        second.stop("done with it")
+        second.wait(10)
+        ended = [e.data["turn"] for e in events if e.type == ev.SPEAKING_ENDED]
+        assert ended and ended[0] == first.number  # the cut sentence's end is the first's
+        assert first.spoken == ["A long sentence."]
+    finally:
+        player.close()
+
+
+def test_collaborators_are_given_not_rewired(store):
+    gates = []
+
+    class Chat(FakeChat):
+        def stream_reply(self, history, *, cancel=None, gate=None):
+            gates.append(gate)
+            yield from super().stream_reply(history, cancel=cancel, gate=gate)
+
+    player = FakePlayer(speed=50.0)
+    try:
+        own = player.on_event
+        gate = DeviceGate()
+        session = ChatSession(store, Chat("Hi."), "fake")
+        pipeline = VoicePipeline(session, tts=FakeTTS(), player=player, gate=gate)
+        assert player.on_event is own and not hasattr(session.backend, "gate")
+        pipeline.run_text_turn("hello")
+        assert gates == [gate]  # the gate goes with the request
+        assert player.on_event is own  # pieces carry their turn's listener instead
+    finally:
+        player.close()
+
+
+def test_events_are_typed_and_their_fields_checked():
+    event = ev.Event("turn_done", {"user": "u", "reply": "r", "cut": False, "timings": {}})
+    assert event.type is ev.EventType.TURN_DONE and event.type == "turn_done"
+    with pytest.raises(TypeError, match="missing"):
+        ev.Event(ev.TURN_DONE, {"user": "u"})
+    with pytest.raises(TypeError, match="unknown"):
+        ev.Event(ev.LEVEL, {"dbfs": -20.0, "db": -20.0})
+    with pytest.raises(ValueError):
+        ev.Event("speech_begun", {})  # one spelling per kind
+    with pytest.raises(TypeError):
+        event.data["user"] = "changed"  # frozen

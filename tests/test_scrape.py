@@ -10,7 +10,7 @@ from pathlib import Path
 import keyring
 import pytest
 
-from engine.chat.types import CancelToken
+from engine.cancel import CancelToken
 from tests.fake_reddit import SAMPLE_THREADS, FakeReddit, flat_threads
 from tests.keyrings import MemoryKeyring
 from training import credentials as creds_mod

@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 
 from engine.audio.frames import FrameSlicer, dbfs, to_pcm16
-from engine.audio.segmenter import Event, Segmenter, SegmenterOptions
+from engine.audio.segmenter import Boundary, Segmenter, SegmenterOptions
 
 FRAME = 0.03
 
 
-def run(segmenter: Segmenter, pattern: str) -> list[tuple[int, Event]]:
+def run(segmenter: Segmenter, pattern: str) -> list[tuple[int, Boundary]]:
     """Feed a pattern of 's' (speech) and '.' (silence) frames; return (index, event)."""
     events = []
     for i, mark in enumerate(pattern):
         event = segmenter.process(FRAME, mark == "s")
-        if event is not Event.NONE:
+        if event is not Boundary.NONE:
             events.append((i, event))
     return events
 
@@ -24,14 +24,14 @@ def run(segmenter: Segmenter, pattern: str) -> list[tuple[int, Event]]:
 def test_speech_starts_after_start_s_and_ends_after_end_s():
     seg = Segmenter(SegmenterOptions(start_s=0.09, end_s=0.15))
     events = run(seg, "..." + "s" * 10 + "." * 6)
-    assert events == [(5, Event.STARTED), (17, Event.ENDED)]  # 3rd voiced frame; 5th silent
+    assert events == [(5, Boundary.STARTED), (17, Boundary.ENDED)]  # 3rd voiced frame; 5th silent
     assert not seg.in_speech and not seg.timed_out
 
 
 def test_short_pauses_inside_speech_do_not_end_it():
     seg = Segmenter(SegmenterOptions(start_s=0.06, end_s=0.15))
     events = run(seg, "ss" + "s..s..s...s" + "." * 5)
-    assert [e for _, e in events] == [Event.STARTED, Event.ENDED]
+    assert [e for _, e in events] == [Boundary.STARTED, Boundary.ENDED]
 
 
 def test_a_click_does_not_start_speech():
@@ -41,16 +41,16 @@ def test_a_click_does_not_start_speech():
 
 def test_brief_gap_before_start_keeps_the_run():
     seg = Segmenter(SegmenterOptions(start_s=0.09, reset_s=0.06))
-    assert [e for _, e in run(seg, "ss.s")] == [Event.STARTED]
+    assert [e for _, e in run(seg, "ss.s")] == [Boundary.STARTED]
 
 
 def test_max_length_cuts_and_says_so():
     seg = Segmenter(SegmenterOptions(start_s=0.03, end_s=1.0, max_s=0.3))
     events = run(seg, "s" * 30)
-    assert events[0] == (0, Event.STARTED)
-    assert events[1][1] is Event.ENDED and events[1][0] == 9
+    assert events[0] == (0, Boundary.STARTED)
+    assert events[1][1] is Boundary.ENDED and events[1][0] == 9
     assert seg.timed_out
-    assert [e for _, e in events].count(Event.STARTED) == 3  # continues as new utterances
+    assert [e for _, e in events].count(Boundary.STARTED) == 3  # continues as new utterances
 
 
 @pytest.mark.parametrize("kwargs", [{"start_s": -1}, {"max_s": 0.1, "start_s": 0.2}])

@@ -31,7 +31,13 @@ def test_starter_prompt_carries_the_history_in_its_chat_template(starter_chat):
     assert "<|im_start|>user\nMy name is Alice.<|im_end|>" in prompt.text
     assert "<|im_start|>assistant\nNice to meet you, Alice!<|im_end|>" in prompt.text
     assert prompt.text.endswith("<|im_start|>assistant\n")
-    assert isinstance(starter_chat.reply(history), str)
+    # The earlier turns reach the model: greedy decoding gives one reply for one prompt, and
+    # a different one when only the last question is sent. (135M parameters do not reliably
+    # answer "Alice", so the test compares replies rather than looking for the name.)
+    reply = starter_chat.reply(history)
+    assert reply.strip()
+    assert starter_chat.reply(history) == reply
+    assert starter_chat.reply(history[-1:]) != reply
 
 
 def test_starter_weights_are_cached_as_safetensors(starter_chat, session_data_dir):
@@ -48,7 +54,7 @@ def test_first_conversion_prints_no_progress_bar(tmp_path, monkeypatch, capfd):
     persona = find_persona("starter")
     folder = loader.weights_folder(persona)
     assert loader.needs_conversion(persona)
-    converted = loader._converted_gguf(folder, persona.weights.gguf_file)
+    converted = loader.converted_gguf(folder, persona.weights.gguf_file)
     assert (converted / "config.json").is_file()
     printed = capfd.readouterr()
     assert "de-quantizing" not in printed.err + printed.out

@@ -64,10 +64,14 @@ def test_history_reaches_the_backend_and_survives_reopening(store, tmp_path):
 
 def test_each_piece_is_stored_before_it_is_shown(store):
     session = ChatSession(store, ScriptedChat("a", "b", "c"), "tiny")
-    for shown_so_far, _piece in enumerate(session.send("go"), start=1):
+    shown = []
+    for piece in session.send("go"):
+        shown.append(piece)
         stored = store.turns(session.conversation_id)[-1]
-        assert stored.role == "assistant" and len(stored.text) == shown_so_far
-        assert stored.status == "streaming"
+        assert (stored.role, stored.text, stored.status) == ("assistant", "".join(shown),
+                                                             "streaming")
+    assert shown == ["a", "b", "c"]  # every piece was shown (and so checked above)
+    assert store.turns(session.conversation_id)[-1].status == "done"
 
 
 def test_closing_a_reply_keeps_what_was_shown_as_cut(store):

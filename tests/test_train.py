@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.chat.types import CancelToken
+from engine.cancel import CancelToken
 from training.encode import IGNORE_INDEX, Collator, encode_instance
 from training.errors import TrainingError
 from training.memory import ModelShape, estimate_memory

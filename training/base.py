@@ -64,7 +64,7 @@ def resolve_base(ref: str) -> BaseModel:
         folder = loader.weights_folder(persona)
         if persona.weights.gguf_file:
             # The engine's own cache of the de-quantised weights: made once, shared with chat.
-            folder = loader._converted_gguf(folder, persona.weights.gguf_file)
+            folder = loader.converted_gguf(folder, persona.weights.gguf_file)
     except TrainingError:
         raise
     except PersonaError as err:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import paths
-from engine.chat.types import CancelToken
+from engine.cancel import CancelToken
 from engine.errors import TalkError
 from engine.fsutil import slug
 from training.errors import TrainingError

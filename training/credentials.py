@@ -11,7 +11,7 @@ import configparser
 import os
 from dataclasses import dataclass, field
 
-from engine.secrets import SERVICE, _keyring
+from engine.secrets import SERVICE, usable_keyring
 from training.errors import TrainingError
 
 # Keyring entries (service "talk-to-transformers"), one per field.
@@ -105,7 +105,7 @@ def store_reddit_credentials(
         TrainingError: code ``keyring_unavailable`` when there is no keyring backend.
 
     """
-    kr = _keyring()
+    kr = usable_keyring()
     if kr is None:
         raise TrainingError(
             "No OS keyring is available to store the Reddit credentials.",
@@ -123,7 +123,7 @@ def store_reddit_credentials(
 
 def clear_reddit_credentials() -> bool:
     """Remove the Reddit credentials from the keyring; True if any were there."""
-    kr = _keyring()
+    kr = usable_keyring()
     if kr is None:
         return False
     removed = [_delete(kr, key) for key in KEYRING_KEYS.values()]
@@ -139,7 +139,7 @@ def _delete(kr, key: str) -> bool:
 
 
 def _from_keyring() -> dict[str, str]:
-    kr = _keyring()
+    kr = usable_keyring()
     if kr is None:
         return {}
     values = {}

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from training.train import TrainConfig
+from typing import Any, Protocol
 
 # Allocator fragmentation and temporaries the formula does not name.
 _SLACK = 1.10
@@ -54,7 +51,44 @@ def lora_params(shape: ModelShape, r: int) -> int:
     return 11 * r * shape.hidden * shape.n_layer
 
 
-def estimate_memory(config: TrainConfig, n_params: int, *, shape: ModelShape | None = None,
+class RunSettings(Protocol):
+    """The settings of a run that memory depends on; ``training.train.TrainConfig`` has them.
+
+    A protocol rather than ``TrainConfig`` itself, so that this module imports nothing of
+    the trainer and the trainer can use it without an import cycle.
+    """
+
+    # Properties, so that the frozen (read-only) TrainConfig matches.
+    @property
+    def method(self) -> str:
+        """Full weights or a LoRA adapter: "full" or "lora"."""
+
+    @property
+    def lora_r(self) -> int:
+        """The LoRA rank."""
+
+    @property
+    def precision(self) -> str:
+        """The precision: "auto", "fp32", "fp16" or "bf16"."""
+
+    @property
+    def device(self) -> str:
+        """Where it runs: "auto", "cuda" or "cpu"."""
+
+    @property
+    def batch_size(self) -> int:
+        """Dialogues per forward pass."""
+
+    @property
+    def max_tokens(self) -> int:
+        """The longest training sequence, in tokens."""
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        """Whether activations are recomputed in the backward pass."""
+
+
+def estimate_memory(config: RunSettings, n_params: int, *, shape: ModelShape | None = None,
                     on_cuda: bool | None = None) -> int:
     """Rough peak bytes to train ``config`` on a model of ``n_params`` parameters.
 

@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from engine.chat.types import CancelToken
+from engine.cancel import CancelToken
 from training.credentials import RedditCredentials, reddit_credentials
 from training.errors import TrainingError
 from training.reddit_auth import make_reddit, understand

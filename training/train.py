@@ -32,13 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.chat.types import CancelToken
+from engine.cancel import CancelToken
 from engine.fsutil import atomic_folder
 from training import checkpoints
 from training.checkpoints import Position
 from training.encode import MASKS, Collator, encode_all, pad_token_id, read_instances
 from training.errors import TrainingError
-from training.memory import estimate_memory  # noqa: F401  (part of this module's API)
 
 METHODS = ("full", "lora")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")

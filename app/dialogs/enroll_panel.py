@@ -35,10 +35,10 @@ from PySide6.QtWidgets import (
 from app.widgets.level_meter import LevelMeter
 from app.workers import Worker, WorkerPool
 from engine.audio.frames import SAMPLE_RATE, dbfs
-from engine.cli.voices import READ_ALOUD
 from engine.errors import TalkError
 from engine.fsutil import slug
 from engine.voices import store
+from engine.voices.passages import READ_ALOUD
 from engine.voices.quality import Verdict
 
 COUNTDOWN_S = 3  # seconds of 3-2-1 before recording starts

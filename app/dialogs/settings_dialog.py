@@ -117,8 +117,7 @@ def token_status() -> tuple[str, bool]:
     """Where the Hugging Face token stands, in words, and whether a keyring can hold one."""
     from engine import secrets
 
-    # engine.secrets has no public "is there a keyring" probe; its own helper answers that.
-    keyring = secrets._keyring()
+    keyring = secrets.usable_keyring()
     if keyring is None:
         if os.environ.get("HF_TOKEN"):
             return "No OS keyring here; HF_TOKEN from the environment is used.", False

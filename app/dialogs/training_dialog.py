@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.launcher import training_command_prefix
+from app.bundle import training_command_prefix
 from app.widgets.banner import Banner
 from engine.errors import TalkError
 from training.cli import STAGES, format_duration

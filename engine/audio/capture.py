@@ -38,7 +38,8 @@ class InputDevice:
     is_default: bool
 
 
-def _sounddevice() -> Any:
+def load_sounddevice() -> Any:
+    """The sounddevice module (imported on first use: PortAudio loads with it)."""
     try:
         import sounddevice
     except OSError as err:  # the Python package is there, the PortAudio library is not
@@ -50,7 +51,7 @@ def _sounddevice() -> Any:
 
 def input_devices() -> list[InputDevice]:
     """Every device with input channels."""
-    sd = _sounddevice()
+    sd = load_sounddevice()
     default = sd.default.device[0]
     return [InputDevice(i, d["name"], d["max_input_channels"], int(d["default_samplerate"]),
                         i == default)
@@ -99,7 +100,7 @@ class Microphone:
 
     def start(self) -> None:
         """Open the device and start recording."""
-        sd = _sounddevice()
+        sd = load_sounddevice()
         info = sd.query_devices(self.device, "input") if self.device is not None else None
         channels = 1
         try:

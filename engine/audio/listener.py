@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.audio.frames import SAMPLE_RATE, FrameSlicer, dbfs
-from engine.audio.segmenter import Event, Segmenter, SegmenterOptions
+from engine.audio.segmenter import Boundary, Segmenter, SegmenterOptions
 from engine.audio.vad import VoiceActivity
 from engine.errors import TalkError
 
@@ -42,15 +42,19 @@ class Listener:
     """Finds speech in 16 kHz mono blocks."""
 
     def __init__(self, options: ListenOptions | None = None,
-                 on_level: Callable[[float], None] | None = None,
-                 on_event: Callable[[str], None] | None = None):
+                 on_level: Callable[[float], None] | None = None):
         self.options = options or ListenOptions()
         self.vad = VoiceActivity(self.options.sensitivity)
         self.on_level = on_level or (lambda level: None)
-        self.on_event = on_event or (lambda name: None)
 
-    def hands_free(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        """Yield each utterance (pre-roll included) as the segmenter hears its end."""
+    def hands_free(self, blocks: Iterable[np.ndarray],
+                   on_speech: Callable[[Boundary], None] | None = None
+                   ) -> Iterator[np.ndarray]:
+        """Yield each utterance (pre-roll included) as the segmenter hears its end.
+
+        ``on_speech`` hears ``Boundary.STARTED`` / ``Boundary.ENDED`` as they happen.
+        """
+        tell = on_speech or (lambda kind: None)
         opts = self.options.segmenter
         slicer = FrameSlicer(FRAME_MS)
         segmenter = Segmenter(opts)
@@ -64,18 +68,18 @@ class Listener:
                 event = segmenter.process(slicer.frame_seconds, self.vad.is_speech(frame))
                 if utterance is None:
                     ring.append(frame)
-                    if event is Event.STARTED:
-                        self.on_event("speech_started")
+                    if event is Boundary.STARTED:
+                        tell(Boundary.STARTED)
                         utterance = list(ring)
                         ring.clear()
                     continue
                 utterance.append(frame)
-                if event is Event.ENDED:
-                    self.on_event("speech_ended")
+                if event is Boundary.ENDED:
+                    tell(Boundary.ENDED)
                     yield np.concatenate(utterance)
                     utterance = None
         if utterance:  # the source ended mid-utterance (file end, device lost): keep it
-            self.on_event("speech_ended")
+            tell(Boundary.ENDED)
             yield np.concatenate(utterance)
 
     def trim(self, audio: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.audio.capture import _sounddevice
+from engine.audio.capture import load_sounddevice
 from engine.audio.convert import resample
 from engine.errors import TalkError
 
@@ -34,35 +34,39 @@ class PlaybackError(TalkError):
 
 def output_devices() -> list[tuple[int, str, bool]]:
     """(index, name, is_default) of every device with output channels."""
-    sd = _sounddevice()
+    sd = load_sounddevice()
     default = sd.default.device[1]
     return [(i, d["name"], i == default) for i, d in enumerate(sd.query_devices())
             if d["max_output_channels"] > 0]
+
+
+PieceListener = Callable[[str, str], None]  # (kind, text): "speaking_started"/"speaking_ended"
 
 
 class Player:
     """Plays chunks in order on one output device; :meth:`stop` interrupts."""
 
     def __init__(self, device: int | str | None = None,
-                 on_event: Callable[[str, str], None] | None = None):
+                 on_event: PieceListener | None = None):
         self.device = device
-        self.on_event = on_event or (lambda kind, text: None)
-        # (audio, text, starts a piece); audio None marks the end of a piece.
-        self._chunks: deque[tuple[np.ndarray | None, str, bool]] = deque()
+        self.on_event = on_event or (lambda kind, text: None)  # pieces queued without a listener
+        # (audio, text, starts a piece, its listener); audio None marks the end of a piece.
+        self._chunks: deque[tuple[np.ndarray | None, str, bool, PieceListener]] = deque()
         self._current: tuple[np.ndarray, str] | None = None
-        self._open: str | None = None  # the piece being heard (started, not yet ended)
+        # The piece being heard (started, not yet ended) and who hears about it.
+        self._open: tuple[str, PieceListener] | None = None
         self._pos = 0
         self._lock = threading.Lock()
         self._idle = threading.Event()
         self._idle.set()
-        self._events: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self._events: queue.Queue[tuple[PieceListener, str, str] | None] = queue.Queue()
         self._stream: Any = None
         self._dispatcher: threading.Thread | None = None
         self.rate = 0
 
     def start(self) -> None:
         """Open the output device."""
-        sd = _sounddevice()
+        sd = load_sounddevice()
         if not output_devices():
             raise PlaybackError("No speaker found: the system lists no audio output device.",
                                 code="no_speaker")
@@ -88,24 +92,26 @@ class Player:
         self._dispatcher.start()
 
     def enqueue(self, samples: np.ndarray, rate: int, text: str = "", *, starts: bool = True,
-                ends: bool = True) -> None:
+                ends: bool = True, listener: PieceListener | None = None) -> None:
         """Queue mono float32 audio at ``rate`` to play after what is queued.
 
         By default the chunk is a whole piece. A piece streamed in chunks passes
         ``starts=True, ends=False`` with its first chunk, ``starts=False, ends=False`` with the
-        rest, then calls :meth:`end_piece`.
+        rest, then calls :meth:`end_piece`. ``listener`` (given with the piece's first chunk)
+        hears ``("speaking_started" | "speaking_ended", text)`` for that piece: the turn that
+        queued it, so a late event of an interrupted turn never reaches the next one.
         """
         audio = resample(np.asarray(samples, dtype=np.float32), rate, self.rate)
         with self._lock:
-            self._chunks.append((audio, text, starts))
+            self._chunks.append((audio, text, starts, listener or self.on_event))
             if ends:
-                self._chunks.append((None, text, False))
+                self._chunks.append((None, text, False, self.on_event))
             self._idle.clear()
 
     def end_piece(self, text: str = "") -> None:
         """Close the piece being queued: "speaking ended" comes once its audio has played."""
         with self._lock:
-            self._chunks.append((None, text, False))
+            self._chunks.append((None, text, False, self.on_event))
             self._idle.clear()
 
     @property
@@ -125,7 +131,8 @@ class Player:
             self._current = None
             self._idle.set()
         if interrupted is not None:
-            self._events.put(("speaking_ended", interrupted))
+            text, listener = interrupted
+            self._events.put((listener, "speaking_ended", text))
 
     def close(self) -> None:
         """Stop and release the device."""
@@ -150,15 +157,16 @@ class Player:
                 if self._current is None:
                     if not self._chunks:
                         break
-                    chunk, text, starts = self._chunks.popleft()
+                    chunk, text, starts, listener = self._chunks.popleft()
                     if chunk is None:  # the piece is over
                         if self._open is not None:
-                            self._events.put(("speaking_ended", self._open))
+                            ended, to = self._open
+                            self._events.put((to, "speaking_ended", ended))
                             self._open = None
                         continue
                     if starts:
-                        self._open = text
-                        self._events.put(("speaking_started", text))
+                        self._open = (text, listener)
+                        self._events.put((listener, "speaking_started", text))
                     self._current, self._pos = (chunk, text), 0
                 audio = self._current[0]
                 n = min(frames - filled, len(audio) - self._pos)
@@ -173,8 +181,9 @@ class Player:
 
     def _dispatch(self) -> None:
         while (event := self._events.get()) is not None:
+            listener, kind, text = event
             try:
-                self.on_event(*event)
+                listener(kind, text)
             except Exception:  # a listener's bug must not kill playback events
                 pass
 

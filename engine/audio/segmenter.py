@@ -29,12 +29,12 @@ class SegmenterOptions:
             raise ValueError("max_s must be longer than start_s")
 
 
-class Event(Enum):
-    """What one chunk changed."""
+class Boundary(Enum):
+    """What one chunk changed (the pipeline reports these as SPEECH_STARTED / SPEECH_ENDED)."""
 
     NONE = "none"
-    STARTED = "speech_started"
-    ENDED = "speech_ended"
+    STARTED = "started"
+    ENDED = "ended"
 
 
 class Segmenter:
@@ -52,7 +52,7 @@ class Segmenter:
         self._length = 0.0  # time since speech started
         self.timed_out = False  # the last utterance ended by max_s, not by silence
 
-    def process(self, seconds: float, is_speech: bool) -> Event:
+    def process(self, seconds: float, is_speech: bool) -> Boundary:
         """Advance by one chunk of ``seconds`` whose VAD verdict is ``is_speech``."""
         opts = self.options
         if not self.in_speech:
@@ -64,17 +64,17 @@ class Segmenter:
                     self._length = self._voiced
                     self._unvoiced = 0.0
                     self.timed_out = False
-                    return Event.STARTED
+                    return Boundary.STARTED
             else:
                 self._unvoiced += seconds
                 if self._unvoiced >= opts.reset_s:
                     self._voiced = 0.0
-            return Event.NONE
+            return Boundary.NONE
         self._length += seconds
         self._unvoiced = 0.0 if is_speech else self._unvoiced + seconds
         if self._unvoiced >= opts.end_s or self._length >= opts.max_s:
             timed_out = self._length >= opts.max_s and self._unvoiced < opts.end_s
             self.reset()
             self.timed_out = timed_out
-            return Event.ENDED
-        return Event.NONE
+            return Boundary.ENDED
+        return Boundary.NONE

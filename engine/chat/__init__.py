@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from engine.chat.types import CancelToken, ChatModel, Turn
+from engine.chat.types import ChatModel, Turn
 
 if TYPE_CHECKING:
     from engine.models.persona import Persona
 
-__all__ = ["CancelToken", "ChatModel", "Turn", "open_backend"]
+__all__ = ["ChatModel", "Turn", "open_backend"]
 
 
 def open_backend(persona: Persona, *, remote: str | None = None, device: str = "auto",

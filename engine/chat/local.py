@@ -7,10 +7,11 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from engine.chat.decoding import DecodingOptions
+from engine.cancel import CancelToken
 from engine.chat.echo import guarded_stream
 from engine.chat.prompt import Prompt, build_prompt
-from engine.chat.types import CancelToken, Turn
+from engine.chat.types import Turn
+from engine.decoding import DecodingOptions
 from engine.errors import ChatError, TalkError
 from engine.models.loader import LoadedModel, load
 from engine.models.persona import Persona
@@ -27,9 +28,6 @@ class LocalChat:
         self.persona = persona
         self.loaded = loaded
         self.decoding = decoding or persona.decoding
-        # Set by the voice pipeline: generation then holds the device between decoding steps
-        # only, so speech synthesis can run in the gaps (see engine.pipeline.gate).
-        self.gate: Any = None
 
     @classmethod
     def load(cls, persona: Persona, *, device: str = "auto", **overrides: Any) -> LocalChat:
@@ -57,15 +55,20 @@ class LocalChat:
         return "".join(self.stream_reply(history, cancel=cancel)).strip()
 
     def stream_reply(
-        self, history: Sequence[Turn], *, cancel: CancelToken | None = None
+        self, history: Sequence[Turn], *, cancel: CancelToken | None = None, gate: Any = None
     ) -> Iterator[str]:
-        """Yield text pieces as they are generated; an echo of the user is regenerated once."""
+        """Yield text pieces as they are generated; an echo of the user is regenerated once.
+
+        With a ``gate`` (the voice pipeline's), generation holds the device between decoding
+        steps only, so speech synthesis can run in the gaps (see engine.pipeline.gate).
+        """
         prompt = self.build_prompt(history)
         cancel = cancel or CancelToken()
-        return guarded_stream(lambda: self.generate(prompt.ids, cancel), history[-1].text)
+        return guarded_stream(lambda: self.generate(prompt.ids, cancel, gate=gate),
+                              history[-1].text)
 
     def generate(self, prompt_ids: list[int], cancel: CancelToken,
-                 decoding: DecodingOptions | None = None) -> Iterator[str]:
+                 decoding: DecodingOptions | None = None, *, gate: Any = None) -> Iterator[str]:
         """Raw streamed generation from token ids (no echo guard); ``serve`` uses this."""
         import torch
         from transformers import StoppingCriteriaList, TextIteratorStreamer
@@ -78,7 +81,6 @@ class LocalChat:
         failure: list[BaseException] = []
         local_stop = CancelToken()
 
-        gate = self.gate
         extra: dict[str, Any] = {}
         if gate is not None:
             from transformers import LogitsProcessorList

@@ -12,10 +12,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.chat.decoding import DecodingOptions
+from engine.cancel import CancelToken
 from engine.chat.echo import guarded_stream
 from engine.chat.prompt import Prompt, build_prompt
-from engine.chat.types import CancelToken, Turn
+from engine.chat.types import Turn
+from engine.decoding import DecodingOptions
 from engine.errors import RemoteError
 from engine.models.persona import Persona
 from engine.net import is_network_error, is_timeout
@@ -74,9 +75,9 @@ class RemoteChat:
         """The whole reply."""
         return "".join(self.stream_reply(history, cancel=cancel)).strip()
 
-    def stream_reply(self, history: Sequence[Turn], *,
-                     cancel: CancelToken | None = None) -> Iterator[str]:
-        """Yield the reply as the server streams it."""
+    def stream_reply(self, history: Sequence[Turn], *, cancel: CancelToken | None = None,
+                     gate: Any = None) -> Iterator[str]:
+        """Yield the reply as the server streams it (``gate``: unused, the server computes)."""
         prompt = self.build_prompt(history)
         cancel = cancel or CancelToken()
         return guarded_stream(lambda: self._stream(prompt.text, cancel), history[-1].text)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
+
+from engine.cancel import CancelToken
 
 Role = Literal["user", "assistant"]
 
@@ -18,22 +19,6 @@ class Turn:
     text: str
 
 
-class CancelToken:
-    """Asks a running reply to stop; thread-safe, one-shot."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        """Ask the reply to stop as soon as possible."""
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        """Whether :meth:`cancel` was called."""
-        return self._event.is_set()
-
-
 class ChatModel(Protocol):
     """What every chat backend offers."""
 
@@ -42,7 +27,11 @@ class ChatModel(Protocol):
         ...
 
     def stream_reply(
-        self, history: Sequence[Turn], *, cancel: CancelToken | None = None
+        self, history: Sequence[Turn], *, cancel: CancelToken | None = None, gate: Any = None
     ) -> Iterator[str]:
-        """Yield the reply as it is generated; stops early when ``cancel`` is set or closed."""
+        """Yield the reply as it is generated; stops early when ``cancel`` is set or closed.
+
+        ``gate`` (engine.pipeline.gate.DeviceGate) is held while the backend computes on this
+        machine's device, and given up between decoding steps; a remote backend ignores it.
+        """
         ...

@@ -37,7 +37,7 @@ def run_chat(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     persona = find_persona(args.persona)
     store = ConversationStore(paths.conversations_db())
-    voice_out = spoken = None
+    voice_out = pipeline = None
     try:
         conversation = args.conversation or (store.latest_conversation() if args.resume else None)
         if conversation is not None and conversation not in {c.id for c in store.conversations()}:
@@ -46,20 +46,20 @@ def run_chat(args: argparse.Namespace, out: TextIO | None = None) -> int:
                             code="conversation_not_found")
         backend = _open(persona, args, out)
         session = ChatSession(store, backend, persona.id, conversation)
-        voice_out = _voice_output(args, persona, out) if args.speak else None
-        spoken = _spoken_pipeline(session, voice_out) if voice_out else None
+        voice_out = voice_output(args, persona, out) if args.speak else None
+        pipeline, printer = _pipeline(session, voice_out, out)
         if args.message:
-            sent = [_send(session, message, out, echo_user=True, spoken=spoken)
+            sent = [_send(pipeline, printer, message, echo_user=True)
                     for message in args.message]
             return 0 if all(sent) else 1
         print(f"Talking to {persona.label}. /help for commands, Ctrl-D to leave.", file=out)
         if session.history:
             _print_history(session, out)
-        return _loop(session, args, out, spoken)
+        return _loop(pipeline, printer, args, out)
     finally:
+        if pipeline is not None:
+            pipeline.close()
         store.close()
-        if spoken is not None:
-            spoken[0].close()
         if voice_out is not None:
             voice_out[1].close()
 
@@ -84,7 +84,7 @@ def _open(persona: Persona, args: argparse.Namespace, out: TextIO):
     return backend
 
 
-def _voice_output(args: argparse.Namespace, persona: Persona, out: TextIO):
+def voice_output(args: argparse.Namespace, persona: Persona, out: TextIO):
     """(tts, player, voice) for spoken replies, or None with the reason shown."""
     from engine.audio.player import Player
     from engine.tts.pocket import PocketTTS
@@ -125,17 +125,21 @@ def ready_voice(tts, voice, out: TextIO):
     return voice
 
 
-def _spoken_pipeline(session: ChatSession, voice_out):
-    """The voice pipeline for typed turns whose replies are spoken, and its printer."""
+def _pipeline(session: ChatSession, voice_out, out: TextIO):
+    """The pipeline typed turns go through (the window's path too), and its printer.
+
+    With ``voice_out`` (tts, player, voice) replies are spoken as they stream; without, they are
+    text. Either way each turn is stored with its timings.
+    """
     from engine.cli.render import EventPrinter
     from engine.pipeline.turns import VoicePipeline
 
-    tts, player, voice = voice_out
-    printer = EventPrinter()
+    tts, player, voice = voice_out or (None, None, None)
+    printer = EventPrinter(out, timings=voice_out is not None)
     return VoicePipeline(session, tts=tts, player=player, voice=voice, on_event=printer), printer
 
 
-def _loop(session: ChatSession, args: argparse.Namespace, out: TextIO, spoken=None) -> int:
+def _loop(pipeline, printer, args: argparse.Namespace, out: TextIO) -> int:
     while True:
         try:
             line = input("you> ")
@@ -146,55 +150,28 @@ def _loop(session: ChatSession, args: argparse.Namespace, out: TextIO, spoken=No
         if not line:
             continue
         if line.startswith("/"):
-            if _command(session, line, args, out) == "quit":
+            if _command(pipeline.session, line, args, out) == "quit":
                 return 0
             continue
-        _send(session, line, out, spoken=spoken)
+        _send(pipeline, printer, line)
 
 
-def _send(session: ChatSession, text: str, out: TextIO, *, echo_user: bool = False,
-          spoken=None) -> bool:
-    """Send one message and print (and speak) the reply as it streams; False if it failed."""
-    if spoken is not None:
-        if echo_user:
-            print(f"you> {text}", file=out)
-        return _send_spoken(text, *spoken)
-    stream = None
+def _send(pipeline, printer, text: str, *, echo_user: bool = False) -> bool:
+    """One typed turn, printed (and spoken) as it streams; False if it failed.
+
+    Ctrl-C stops the reply; what was shown (or spoken) is kept, marked cut.
+    """
+    if echo_user:
+        printer.echo_next(text)
+    run = pipeline.start_text_turn(text)
     try:
-        # session.send stores the user's turn before returning: echo it only then, so a kill -9
-        # can never leave a turn on screen that is not in the store (scripts/crash_test.py).
-        stream = session.send(text)
-        if echo_user:
-            print(f"you> {text}", file=out)
-        print("bot> ", end="", file=out, flush=True)
-        for piece in stream:
-            print(piece, end="", file=out, flush=True)
-        print(file=out)
-    except KeyboardInterrupt:
-        if stream is not None:
-            stream.close()  # stops generation; what was shown is stored as cut
-        print(" [stopped]", file=out, flush=True)
-    except TalkError as err:
-        print(file=out)
-        print_error(err)
-        return False
-    return True
-
-
-def _send_spoken(text: str, pipeline, printer) -> bool:
-    """A typed turn through the voice pipeline: printed by its events, spoken as it streams."""
-    printer.turn_done.clear()
-    pipeline.start_text_turn(text)
-    try:
-        while not printer.turn_done.wait(0.1):
+        while not run.wait(0.1):
             pass
-        pipeline.wait()
-    except KeyboardInterrupt:  # stops generation and voice; the reply is kept as spoken
-        pipeline.barge_in("Ctrl-C")
-        pipeline.wait()
+    except KeyboardInterrupt:
+        run.stop("Ctrl-C")
+        run.wait()
         return True
-    result = pipeline.last_result
-    return result is not None and result.failed_stage is None
+    return run.result.failed_stage is None
 
 
 def _command(session: ChatSession, line: str, args: argparse.Namespace, out: TextIO) -> str:

@@ -1,12 +1,15 @@
-"""Printing pipeline events in a terminal (``talk`` and ``chat --speak``)."""
+"""Printing pipeline events in a terminal (``chat`` and ``talk``).
+
+A view only: when a turn is over is the turn's own business (``TurnRun.wait``), never a printer's.
+"""
 
 from __future__ import annotations
 
 import sys
 import threading
+from typing import TextIO
 
-from engine.pipeline import events as ev
-from engine.pipeline.events import Event
+from engine.pipeline.events import Event, EventType
 
 
 def level_bar(level: float, width: int = 30) -> str:
@@ -15,38 +18,77 @@ def level_bar(level: float, width: int = 30) -> str:
 
 
 class EventPrinter:
-    """Prints pipeline events; called from the pipeline's threads."""
+    """Prints pipeline events; called from the pipeline's threads.
 
-    def __init__(self) -> None:
+    Args:
+        out: where replies go (errors go to stderr).
+        timings: print each turn's stage timings after it.
+
+    """
+
+    def __init__(self, out: TextIO | None = None, *, timings: bool = True):
+        self.out = out or sys.stdout
+        self.timings = timings
         self._lock = threading.Lock()
-        self._in_reply = False
-        self.turn_done = threading.Event()
+        self._in_reply = False  # a "bot> " line is open
+        self._cancelled = False  # this turn was stopped (its end closes the line quietly)
+        self._echo: str | None = None
+
+    def echo_next(self, text: str) -> None:
+        """Show ``you> text`` for the next typed turn, once its message is stored.
+
+        (The first sign of that is the reply's first piece, its end, or its failure: a kill -9
+        can then never leave a message on screen that the store does not have.)
+        """
+        with self._lock:
+            self._echo = text
 
     def __call__(self, event: Event) -> None:
-        """Print one event (tokens inline, a timing line at the end of a turn)."""
+        """Print one event (reply pieces inline, a timing line at the end of a turn)."""
         with self._lock:
-            data = event.data
-            if event.type == ev.TRANSCRIPT:
-                print(f"\nyou> {data['text']}", flush=True)
-            elif event.type == ev.REPLY_TOKEN:
+            kind, data = event.type, event.data
+            if kind in (EventType.REPLY_TOKEN, EventType.REPLY_DONE, EventType.ERROR):
+                self._flush_echo()
+            if kind == EventType.TURN_STARTED:
+                self._cancelled = False
+            elif kind == EventType.TRANSCRIPT:
+                self._print(f"\nyou> {data['text']}")
+            elif kind == EventType.REPLY_TOKEN:
                 if not self._in_reply:
-                    print("bot> ", end="", flush=True)
+                    self._print("bot> ", end="")
                     self._in_reply = True
-                print(data["text"], end="", flush=True)
-            elif event.type == ev.REPLY_DONE:
-                print(" [cut]" if data["cut"] else "", flush=True)
+                self._print(data["text"], end="")
+            elif kind == EventType.REPLY_DONE:
+                if self._in_reply:
+                    self._print("")
+                elif not self._cancelled:  # an empty reply still shows who (did not) answer
+                    self._print("bot> ")
                 self._in_reply = False
-            elif event.type == ev.ERROR:
-                print(f"\nerror ({data['stage']}): {data['message']}", file=sys.stderr)
+            elif kind == EventType.ERROR:
+                if self._in_reply:
+                    self._print("")
+                    self._in_reply = False
+                print(f"error ({data['stage']}): {data['message']}", file=sys.stderr,
+                      flush=True)
                 if data.get("hint"):
-                    print(f"  {data['hint']}", file=sys.stderr)
-                if data["stage"] != "tts":  # a voice failure does not end the turn
-                    self.turn_done.set()
-            elif event.type == ev.CANCELLED:
-                print("\n[interrupted]", flush=True)
-            elif event.type == ev.TURN_DONE:
+                    print(f"  {data['hint']}", file=sys.stderr, flush=True)
+            elif kind == EventType.CANCELLED:
+                # Ctrl-C stops the reply where it stands; anything else interrupts it. Within
+                # a streaming reply the mark ends its line (the reply's end closes it).
+                mark = "[stopped]" if data["reason"] == "Ctrl-C" else "[interrupted]"
+                self._print(f" {mark}" if self._in_reply else mark,
+                            end="" if self._in_reply else "\n")
+                self._cancelled = True
+            elif kind == EventType.TURN_DONE and self.timings:
                 t = data["timings"]
                 parts = [f"{name.replace('_', ' ')} {t[name]:.2f} s" for name in
                          ("asr", "first_token", "first_audio", "total") if name in t]
-                print(f"  [{' · '.join(parts)}]", flush=True)
-                self.turn_done.set()
+                self._print(f"  [{' · '.join(parts)}]")
+
+    def _flush_echo(self) -> None:
+        if self._echo is not None:
+            self._print(f"you> {self._echo}")
+            self._echo = None
+
+    def _print(self, text: str, end: str = "\n") -> None:
+        print(text, end=end, file=self.out, flush=True)

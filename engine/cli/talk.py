@@ -27,7 +27,7 @@ def run_talk(args: argparse.Namespace) -> int:
     from engine.audio.capture import Microphone
     from engine.audio.listener import Listener, ListenOptions, PushToTalk
     from engine.chat import open_backend
-    from engine.cli.chat import _voice_output
+    from engine.cli.chat import voice_output
     from engine.conversation import ChatSession
     from engine.models.registry import find_persona
     from engine.pipeline.turns import VoicePipeline
@@ -40,7 +40,7 @@ def run_talk(args: argparse.Namespace) -> int:
                            **decoding_overrides(args))
     recognizer = open_recognizer(args.asr, device=args.asr_device, language=args.language,
                                  **({"model": args.model} if args.model else {}))
-    voice_out = _voice_output(args, persona, sys.stdout)
+    voice_out = voice_output(args, persona, sys.stdout)
     tts, player, voice = voice_out if voice_out else (None, None, None)
     store = ConversationStore(paths.conversations_db())
     renderer = EventPrinter()
@@ -49,12 +49,11 @@ def run_talk(args: argparse.Namespace) -> int:
     pipeline = VoicePipeline(session, recognizer=recognizer, tts=tts, player=player,
                              voice=voice, on_event=renderer)
     listener = Listener(ListenOptions(sensitivity=args.sensitivity),
-                        on_level=lambda level: pipeline.emit(ev.LEVEL, dbfs=level),
-                        on_event=pipeline.emit)
+                        on_level=lambda level: pipeline.emit(ev.LEVEL, dbfs=level))
     try:
         if args.hands_free:
             return _hands_free(pipeline, microphone, listener, args.headphones)
-        return _push_to_talk(pipeline, PushToTalk(microphone, listener), renderer)
+        return _push_to_talk(pipeline, PushToTalk(microphone, listener))
     finally:
         pipeline.close()
         if player is not None:
@@ -62,7 +61,7 @@ def run_talk(args: argparse.Namespace) -> int:
         store.close()
 
 
-def _push_to_talk(pipeline, ptt, renderer: EventPrinter) -> int:
+def _push_to_talk(pipeline, ptt) -> int:
     print("Press Enter and speak, Enter again when done; or type a message. Ctrl-D leaves.")
     while True:
         try:
@@ -73,9 +72,8 @@ def _push_to_talk(pipeline, ptt, renderer: EventPrinter) -> int:
         if pipeline.busy:
             pipeline.barge_in("you started talking")
             pipeline.wait()
-        renderer.turn_done.clear()
         if line:
-            pipeline.start_text_turn(line)
+            run = pipeline.start_text_turn(line)
         else:
             ptt.press()
             print("  listening... press Enter when done", flush=True)
@@ -90,13 +88,14 @@ def _push_to_talk(pipeline, ptt, renderer: EventPrinter) -> int:
                 continue
             if ptt.error is not None:
                 print_error(ptt.error)
-            pipeline.start_audio_turn(audio, time.perf_counter())
+            pipeline.emit(ev.SPEECH_ENDED)
+            run = pipeline.start_audio_turn(audio, time.perf_counter())
         try:
-            while not renderer.turn_done.wait(0.1):
+            while not run.wait(0.1):
                 pass  # Enter during the turn is read by the next prompt: it interrupts
         except KeyboardInterrupt:
-            pipeline.barge_in("Ctrl-C")
-            pipeline.wait()
+            run.stop("Ctrl-C")
+            run.wait()
 
 
 def _hands_free(pipeline, microphone, listener, headphones: bool) -> int:

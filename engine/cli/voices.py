@@ -12,10 +12,7 @@ import numpy as np
 
 from engine.cli.render import level_bar
 from engine.voices import store
-
-READ_ALOUD = ("The rainbow is a division of white light into many beautiful colours. These take "
-              "the shape of a long round arch, with its path high above, and its two ends "
-              "apparently beyond the horizon.")
+from engine.voices.passages import READ_ALOUD
 
 
 def run_voices(args: argparse.Namespace) -> int:

@@ -76,7 +76,7 @@ def load(persona: Persona, device: str = "auto") -> LoadedModel:
                                      hint="pip install transformers") from err
     try:
         if persona.weights.gguf_file:
-            folder = _converted_gguf(folder, persona.weights.gguf_file)
+            folder = converted_gguf(folder, persona.weights.gguf_file)
         tokenizer = _load_tokenizer(folder)
         model = _load_model(folder, persona, placement)
     except (ModelNotAvailableError, MissingDependencyError):
@@ -97,7 +97,7 @@ def load_tokenizer(persona: Persona) -> tuple[Any, int]:
     """The persona's tokenizer and context length, without its weights (remote chat)."""
     folder = weights_folder(persona)
     if persona.weights.gguf_file:
-        folder = _converted_gguf(folder, persona.weights.gguf_file)
+        folder = converted_gguf(folder, persona.weights.gguf_file)
     try:
         from transformers import AutoConfig
 
@@ -226,7 +226,7 @@ def _quiet_gguf_progress() -> Iterator[None]:
         gguf_utils.tqdm = original
 
 
-def _converted_gguf(folder: Path, gguf_file: str) -> Path:
+def converted_gguf(folder: Path, gguf_file: str) -> Path:
     """A safetensors copy of a GGUF checkpoint, made once and kept in the app's cache."""
     source = folder / gguf_file
     if not source.is_file():

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine import paths
 from engine.errors import ModelNotAvailableError, PersonaError
@@ -26,7 +26,6 @@ from engine.models.persona import PERSONA_FILE, Persona, load_persona
 from engine.net import is_network_error
 
 if TYPE_CHECKING:
-    from engine.chat.types import CancelToken
     from engine.models.voice_pull import VoicePull
 
 # What a chat persona needs from a Hub repo; everything else (TF/Flax/ONNX weights) is skipped.
@@ -36,6 +35,17 @@ _CONFIG_PATTERNS = ["*.json", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
 # slow line. Xet-stored files report through hf_xet instead and are not affected.
 _CHUNK_BYTES = 1024 * 1024
 _REPORT_EVERY_S = 0.1  # at most ten byte reports a second; the last one is always sent
+
+
+class Cancellable(Protocol):
+    """What a pull reads of its cancel token (``engine.chat.types.CancelToken`` has it).
+
+    A protocol, so that models do not import the chat package, which imports them.
+    """
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the person asked the pull to stop."""
 
 
 class PullCancelled(ModelNotAvailableError):
@@ -76,7 +86,7 @@ class _ByteProgress:
     """
 
     def __init__(self, entry: CatalogueEntry, on_bytes: Callable[[int, int | None], None] | None,
-                 cancel: CancelToken | None, expected_total: int | None):
+                 cancel: Cancellable | None, expected_total: int | None):
         self.entry, self.on_bytes, self.cancel = entry, on_bytes, cancel
         self.expected_total = expected_total  # from the file sizes, when the Hub gave them
         self.lock = threading.Lock()
@@ -153,7 +163,7 @@ def _brief(err: Exception) -> str:
 
 def pull(ref: str, *, progress: Callable[[str], None] = print,
          on_bytes: Callable[[int, int | None], None] | None = None,
-         cancel: CancelToken | None = None) -> Persona | VoicePull:
+         cancel: Cancellable | None = None) -> Persona | VoicePull:
     """Download the catalogue persona (or voice model) ``ref`` into the Hub cache.
 
     A persona is registered and returned; a voice model returns what it got (VoicePull).
@@ -267,7 +277,7 @@ def _hub_errors(entry: CatalogueEntry) -> Iterator[None]:
 
 def _pull_voice_model(entry: CatalogueEntry, progress: Callable[[str], None],
                       on_bytes: Callable[[int, int | None], None] | None,
-                      cancel: CancelToken | None) -> VoicePull:
+                      cancel: Cancellable | None) -> VoicePull:
     from huggingface_hub import constants as hub_constants
 
     from engine.models.voice_pull import pull_voice_model

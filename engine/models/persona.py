@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.chat.decoding import DecodingOptions
+from engine.decoding import DecodingOptions
 from engine.errors import PersonaError
 
 PERSONA_FILE = "persona.json"

@@ -9,23 +9,33 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.audio.segmenter import Boundary
 from engine.errors import TalkError
 from engine.pipeline import events as ev
 
+if TYPE_CHECKING:
+    from engine.audio.listener import Listener
+    from engine.pipeline.turns import VoicePipeline
+
 
 class HandsFree:
-    """Feeds a microphone through a Listener into a VoicePipeline until stopped."""
+    """Feeds a microphone through a Listener into a VoicePipeline until stopped.
 
-    def __init__(self, pipeline, microphone, listener, *, headphones: bool = False,
+    The listener's speech boundaries come to this object per run (an argument of
+    ``Listener.hands_free``), so one listener serves push-to-talk and hands-free alike.
+    """
+
+    def __init__(self, pipeline: VoicePipeline, microphone: Any, listener: Listener, *,
+                 headphones: bool = False,
                  on_error: Callable[[TalkError], None] | None = None):
         self.pipeline, self.microphone, self.listener = pipeline, microphone, listener
         self.headphones = headphones
         self.on_error = on_error or (lambda err: None)
         self._thread: threading.Thread | None = None
-        listener.on_event = self._on_speech
 
     @property
     def running(self) -> bool:
@@ -43,7 +53,8 @@ class HandsFree:
     def run(self) -> None:
         """Listen on this thread until the microphone stops (or fails: ``on_error``)."""
         try:
-            for utterance in self.listener.hands_free(self._muted(self.microphone.blocks())):
+            for utterance in self.listener.hands_free(self._muted(self.microphone.blocks()),
+                                                      on_speech=self._on_speech):
                 self.pipeline.start_audio_turn(utterance, time.perf_counter())
         except TalkError as err:
             self.on_error(err)
@@ -57,9 +68,10 @@ class HandsFree:
             self._thread.join()
             self._thread = None
 
-    def _on_speech(self, name: str) -> None:
-        self.pipeline.emit(name)
-        if self.headphones and name == ev.SPEECH_STARTED and self.pipeline.busy:
+    def _on_speech(self, boundary: Boundary) -> None:
+        started = boundary is Boundary.STARTED
+        self.pipeline.emit(ev.SPEECH_STARTED if started else ev.SPEECH_ENDED)
+        if self.headphones and started and self.pipeline.busy:
             self.pipeline.barge_in("you started talking")
 
     def _muted(self, blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:

@@ -13,17 +13,17 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from engine.chat.types import CancelToken
 from engine.conversation import ChatSession
 from engine.errors import ChatError, TalkError
 from engine.pipeline import events as ev
-from engine.pipeline.events import Event, EventSink
+from engine.pipeline.events import Event, EventSink, EventType
 from engine.pipeline.gate import DeviceGate
+from engine.pipeline.protocols import AudioPlayer, Recognizer, Synthesizer
+from engine.pipeline.run import TurnResult, TurnRun
 from engine.tts.text import SentenceSplitter
 
 
@@ -45,97 +45,93 @@ class _StageFailed(Exception):
         self.stage, self.error = stage, error
 
 
-@dataclass
-class TurnResult:
-    """What one turn did."""
-
-    user: str = ""
-    reply: str = ""
-    cut: bool = False
-    failed_stage: str | None = None
-    timings: dict[str, float] = field(default_factory=dict)  # seconds from the turn's start
-
-
 # Voiced audio a spoken turn needs before it is transcribed (five 30 ms VAD frames): a short
 # word has more, a tap of the talk key has none.
 MIN_SPEECH_S = 0.15
 
 
 class VoicePipeline:
-    """Owns the backends of one conversation and runs its turns."""
+    """Owns the backends of one conversation and runs its turns, one :class:`TurnRun` each.
 
-    def __init__(self, session: ChatSession, *, recognizer: Any = None, tts: Any = None,
-                 player: Any = None, voice: Any = None, on_event: EventSink | None = None,
+    Everything long-lived is here (the session, recognizer, voice output, the device gate);
+    everything about one turn is on its run. Collaborators are given, never rewired: the gate
+    goes to the chat backend as an argument of each reply, the run's listener to the player
+    with each piece.
+    """
+
+    def __init__(self, session: ChatSession, *, recognizer: Recognizer | None = None,
+                 tts: Synthesizer | None = None, player: AudioPlayer | None = None,
+                 voice: Any = None, on_event: EventSink | None = None,
                  gate: DeviceGate | None = None):
         self.session = session
         self.recognizer, self.tts, self.player, self.voice = recognizer, tts, player, voice
-        self.on_event = on_event or (lambda event: None)
+        self.on_event: EventSink = on_event or (lambda event: None)
         self.gate = gate or DeviceGate()
-        if player is not None:
-            player.on_event = self._on_player
-        self._cancel: CancelToken | None = None
-        self._start_lock = threading.Lock()
-        self._turn_no = 0  # numbers the turns; every turn event carries it as data["turn"]
-        self._turn_player: Any = None  # the player the running turn speaks through
-        self._thread: threading.Thread | None = None
-        self._spoken: list[str] = []
-        self._turn_start = 0.0
-        self._timings: dict[str, float] = {}
-        self.last_result: TurnResult | None = None
         self.min_speech_s = MIN_SPEECH_S
+        self._start_lock = threading.Lock()
+        self._turns = 0  # numbers the turns; every turn event carries it as data["turn"]
+        self._run: TurnRun | None = None  # the turn running (or the last one)
+        self._thread: threading.Thread | None = None
+        self.last_result: TurnResult | None = None
 
     # -- public API ---------------------------------------------------------------------------
-    def set_voice_output(self, tts: Any, player: Any, voice: Any = None) -> None:
+    def set_voice_output(self, tts: Synthesizer | None, player: AudioPlayer | None,
+                         voice: Any = None) -> None:
         """Speak replies with ``tts`` through ``player`` (both None: replies stay text).
 
         Takes effect from the next turn; the GUI calls it when the voice model finishes loading
         or the person turns speaking off.
         """
         self.tts, self.player, self.voice = tts, player, voice
-        if player is not None:
-            player.on_event = self._on_player
 
-    def set_recognizer(self, recognizer: Any) -> None:
+    def set_recognizer(self, recognizer: Recognizer | None) -> None:
         """Transcribe spoken turns with ``recognizer`` from the next turn on."""
         self.recognizer = recognizer
 
-    def run_text_turn(self, text: str, cancel: CancelToken | None = None) -> TurnResult:
+    def run_text_turn(self, text: str) -> TurnResult:
         """A typed turn, on this thread, until it is done (or cancelled)."""
-        return self._run(text=text, audio=None, started=time.perf_counter(), cancel=cancel)
+        run = self._new_run(time.perf_counter())
+        self._execute(run, text, None)
+        return run.result
 
-    def run_audio_turn(self, audio: np.ndarray, speech_ended: float | None = None,
-                       cancel: CancelToken | None = None) -> TurnResult:
+    def run_audio_turn(self, audio: np.ndarray, speech_ended: float | None = None) -> TurnResult:
         """A spoken turn; ``speech_ended`` (perf_counter) is when the user stopped talking."""
-        return self._run(text=None, audio=audio, started=speech_ended or time.perf_counter(),
-                         cancel=cancel)
+        run = self._new_run(speech_ended or time.perf_counter())
+        self._execute(run, None, audio)
+        return run.result
 
-    def start_text_turn(self, text: str) -> None:
-        """Run a typed turn in the background (interrupting a running one)."""
-        self._start(lambda cancel: self.run_text_turn(text, cancel))
+    def start_text_turn(self, text: str) -> TurnRun:
+        """Run a typed turn in the background (interrupting a running one); its handle."""
+        return self._start(time.perf_counter(), text, None)
 
-    def start_audio_turn(self, audio: np.ndarray, speech_ended: float | None = None) -> None:
-        """Run a spoken turn in the background (interrupting a running one)."""
-        self._start(lambda cancel: self.run_audio_turn(audio, speech_ended, cancel))
+    def start_audio_turn(self, audio: np.ndarray, speech_ended: float | None = None) -> TurnRun:
+        """Run a spoken turn in the background (interrupting a running one); its handle."""
+        return self._start(speech_ended or time.perf_counter(), None, audio)
 
-    def emit(self, kind: str, **data: Any) -> None:
+    def emit(self, kind: EventType, **data: Any) -> None:
         """Report a capture-side event (listening, level, speech started/ended) in the stream."""
-        self._emit(kind, **data)
+        try:
+            self.on_event(Event(kind, data))
+        except TypeError:
+            raise
+        except Exception:  # a renderer's bug must not break capture
+            pass
 
     @property
     def busy(self) -> bool:
         """Whether a turn is running (generating or speaking)."""
         return self._thread is not None and self._thread.is_alive()
 
+    @property
+    def current(self) -> TurnRun | None:
+        """The running turn (or the last one)."""
+        return self._run
+
     def barge_in(self, reason: str = "interrupted") -> None:
         """Stop the running turn now: generation, synthesis and playback."""
-        cancel = self._cancel
-        if cancel is None or cancel.cancelled:
-            return
-        cancel.cancel()
-        player = self._turn_player
-        if player is not None:
-            player.stop()
-        self._emit(ev.CANCELLED, reason=reason)
+        run = self._run
+        if run is not None:
+            run.stop(reason)
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait for the background turn to finish."""
@@ -148,85 +144,77 @@ class VoicePipeline:
         self.wait(timeout)
 
     # -- the turn -----------------------------------------------------------------------------
-    def _start(self, run: Any) -> None:
+    def _new_run(self, started: float) -> TurnRun:
+        self._turns += 1
+        # The voice output is read once: a change made mid-turn applies from the next turn.
+        speaks = self.tts is not None and self.player is not None
+        run = TurnRun(self._turns, started, self.on_event,
+                      player=self.player if speaks else None)
+        self._run = run
+        return run
+
+    def _start(self, started: float, text: str | None, audio: np.ndarray | None) -> TurnRun:
         # One turn at a time, even when two threads (the window, hands-free) start turns at
-        # once: check, interrupt and start under one lock. The cancel token exists before the
-        # thread does, so a barge-in right after starting is never missed.
+        # once: check, interrupt and start under one lock. The run (and its cancel token)
+        # exists before its thread does, so a barge-in right after starting is never missed.
         with self._start_lock:
             if self.busy:
                 self.barge_in("new turn")
                 self.wait()
-            cancel = CancelToken()
-            self._cancel = cancel
-            self._thread = threading.Thread(target=self._guarded, args=(run, cancel),
+            run = self._new_run(started)
+            self._thread = threading.Thread(target=self._execute, args=(run, text, audio),
                                             name="pipeline-turn", daemon=True)
             self._thread.start()
+            return run
 
-    def _guarded(self, run: Any, cancel: CancelToken) -> None:
-        try:
-            run(cancel)
-        except Exception as err:  # a bug must still end the turn visibly, never silently
-            self._emit(ev.ERROR, stage="pipeline", code="internal_error",
-                       message=f"The turn failed unexpectedly: {type(err).__name__}: {err}",
-                       hint=None)
-
-    def _emit(self, kind: str, **data: Any) -> None:
-        if self._turn_no and "turn" not in data:
-            data["turn"] = self._turn_no
-        try:
-            self.on_event(Event(kind, data))
-        except Exception:  # a renderer's bug must not break the turn
-            pass
-
-    def _mark(self, name: str) -> None:
-        self._timings.setdefault(name, time.perf_counter() - self._turn_start)
-
-    def _run(self, text: str | None, audio: np.ndarray | None, started: float,
-             cancel: CancelToken | None = None) -> TurnResult:
-        cancel = cancel or CancelToken()
-        self._cancel, self._spoken = cancel, []
-        self._turn_no += 1
-        # The voice output is read once: a change made mid-turn applies from the next turn.
-        out = (self.tts, self.player, self.voice) if self.tts is not None and self.player \
-            else None
-        self._turn_player = out[1] if out else None
-        if hasattr(self.session.backend, "gate"):  # the persona may have been switched
-            self.session.backend.gate = self.gate
-        self._turn_start, self._timings = started, {}
+    def _execute(self, run: TurnRun, text: str | None, audio: np.ndarray | None) -> None:
+        """Run the turn to its end on this thread; its result goes on the run."""
         result = TurnResult()
-        self._emit(ev.TURN_STARTED, spoken=audio is not None, text=text or "")
+        try:
+            self._turn(run, text, audio, result)
+        except Exception as err:  # a bug must still end the turn visibly, never silently
+            result.failed_stage = "pipeline"
+            run.emit(ev.ERROR, stage="pipeline", code="internal_error",
+                     message=f"The turn failed unexpectedly: {type(err).__name__}: {err}",
+                     hint=None)
+        finally:
+            self.last_result = result
+            run.finish(result)
+
+    def _turn(self, run: TurnRun, text: str | None, audio: np.ndarray | None,
+              result: TurnResult) -> None:
+        voice_out = (self.tts, run.player, self.voice) if run.player is not None else None
+        run.emit(ev.TURN_STARTED, spoken=audio is not None, text=text or "")
         try:
             if audio is not None:
-                text = self._transcribe(audio)
+                text = self._transcribe(run, audio)
                 if not text:
                     raise _StageFailed("transcribe", TranscriptionError(
                         "No words recognised.", hint="Speak a little louder or closer.",
                         code="no_speech"))
             result.user = text or ""
-            result.reply = self._reply(result.user, cancel, out)
-            result.cut = cancel.cancelled
-            if result.cut and out is not None:
+            result.reply = self._reply(run, result.user, voice_out)
+            result.cut = run.cancel.cancelled
+            if result.cut and voice_out is not None:
                 # A spoken reply is cut where the voice stopped, not where the text did.
-                self.session.cut_reply(" ".join(self._spoken))
-                result.reply = " ".join(self._spoken)
+                spoken = " ".join(run.spoken)
+                self.session.cut_reply(spoken)
+                result.reply = spoken
         except _StageFailed as failed:
             result.failed_stage = failed.stage
-            self._emit(ev.ERROR, stage=failed.stage, code=failed.error.code,
-                       message=failed.error.message, hint=failed.error.hint)
+            run.emit(ev.ERROR, stage=failed.stage, code=failed.error.code,
+                     message=failed.error.message, hint=failed.error.hint)
         if result.failed_stage is None:
-            self._mark("total")
-        result.timings = dict(self._timings)
+            run.mark("total")
+        result.timings = run.timings
         if result.failed_stage is None:
             self.session.annotate_reply({"timings": result.timings,
-                                         "voice": getattr(out[2] if out else None, "name",
-                                                          None)})
-            self._emit(ev.TURN_DONE, user=result.user, reply=result.reply, cut=result.cut,
-                       timings=result.timings)
-        self.last_result = result
-        self._cancel = None
-        return result
+                                         "voice": getattr(self.voice if voice_out else None,
+                                                          "name", None)})
+            run.emit(ev.TURN_DONE, user=result.user, reply=result.reply, cut=result.cut,
+                     timings=result.timings)
 
-    def _transcribe(self, audio: np.ndarray) -> str:
+    def _transcribe(self, run: TurnRun, audio: np.ndarray) -> str:
         from engine.audio.vad import has_speech
 
         # A tap of the talk key, or a key's auto-repeat, records silence; Whisper invents words
@@ -235,33 +223,39 @@ class VoicePipeline:
             raise _StageFailed("transcribe", TranscriptionError(
                 "No speech heard.", hint="Hold the talk key (or Space) while you speak, and "
                 "let go when you are done.", code="no_speech"))
+        recognizer = self.recognizer
+        if recognizer is None:
+            raise _StageFailed("transcribe", TranscriptionError(
+                "Speech recognition is not loaded.", code="asr_not_ready"))
         try:
-            transcript = self.gate.run(self.recognizer.transcribe, audio)
+            transcript = self.gate.run(recognizer.transcribe, audio)
         except TalkError as err:
             raise _StageFailed("transcribe", err) from err
         except Exception as err:
             raise _StageFailed("transcribe", TranscriptionError(
                 f"Speech recognition failed: {err}")) from err
-        self._mark("asr")
+        run.mark("asr")
         text = transcript.text.strip()
         if text:  # nothing recognised is an error, never an empty "You" message
-            self._emit(ev.TRANSCRIPT, text=text, final=True)
+            run.emit(ev.TRANSCRIPT, text=text, final=True)
         return text
 
-    def _reply(self, text: str, cancel: CancelToken, out: tuple[Any, Any, Any] | None) -> str:
-        synth = _Synthesis(self, cancel, *out) if out is not None else None
+    def _reply(self, run: TurnRun, text: str,
+               voice_out: tuple[Any, Any, Any] | None) -> str:
+        cancel = run.cancel
+        synth = _Synthesis(run, self.gate, *voice_out) if voice_out is not None else None
         splitter = SentenceSplitter()
         pieces: list[str] = []
         try:
-            stream = self.session.send(text, cancel=cancel)
+            stream = self.session.send(text, cancel=cancel, gate=self.gate)
             try:
                 for piece in stream:
-                    self._mark("first_token")
+                    run.mark("first_token")
                     pieces.append(piece)
-                    self._emit(ev.REPLY_TOKEN, text=piece)
+                    run.emit(ev.REPLY_TOKEN, text=piece)
                     if synth is not None:
                         for sentence in splitter.feed(piece):
-                            self._mark("first_piece")
+                            run.mark("first_piece")
                             synth.put(sentence)
                     if cancel.cancelled:
                         break
@@ -275,31 +269,23 @@ class VoicePipeline:
                                 code="chat_crashed")
             raise _StageFailed("chat", err) from err
         reply = "".join(pieces).strip()
-        self._mark("reply")
-        self._emit(ev.REPLY_DONE, text=reply, cut=cancel.cancelled)
-        if synth is not None:
+        run.mark("reply")
+        run.emit(ev.REPLY_DONE, text=reply, cut=cancel.cancelled)
+        if synth is not None and voice_out is not None:
             if not cancel.cancelled:
                 for sentence in splitter.flush():
-                    self._mark("first_piece")
+                    run.mark("first_piece")
                     synth.put(sentence)
             synth.finish()
             if synth.error is not None:  # the reply stands as text; say why it was not spoken
-                self._emit(ev.ERROR, stage="tts", code=synth.error.code,
-                           message=synth.error.message, hint=synth.error.hint)
-            player = out[1]
+                run.emit(ev.ERROR, stage="tts", code=synth.error.code,
+                         message=synth.error.message, hint=synth.error.hint)
+            player = voice_out[1]
             while not cancel.cancelled and not player.wait(0.05):
                 pass
             if not cancel.cancelled:
                 time.sleep(getattr(player, "latency", 0.0))  # the last block is heard
         return reply
-
-    def _on_player(self, kind: str, text: str) -> None:
-        if kind == "speaking_started":
-            self._mark("first_audio")
-            self._spoken.append(text)
-            self._emit(ev.SPEAKING_STARTED, text=text)
-        else:
-            self._emit(ev.SPEAKING_ENDED, text=text)
 
 
 class _Synthesis:
@@ -309,13 +295,13 @@ class _Synthesis:
     is held for one sentence; a cancel closes the TTS stream, which stops it at the next frame.
     """
 
-    def __init__(self, pipeline: VoicePipeline, cancel: CancelToken, tts: Any, player: Any,
+    def __init__(self, run: TurnRun, gate: DeviceGate, tts: Synthesizer, player: AudioPlayer,
                  voice: Any):
-        self.pipeline, self.cancel = pipeline, cancel
+        self.run, self.gate, self.cancel = run, gate, run.cancel
         self.tts, self.player, self.voice = tts, player, voice
         self.error: TalkError | None = None
         self._queue: queue.Queue[str | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="pipeline-tts", daemon=True)
+        self._thread = threading.Thread(target=self._work, name="pipeline-tts", daemon=True)
         self._thread.start()
 
     def put(self, sentence: str) -> None:
@@ -329,13 +315,12 @@ class _Synthesis:
         self.cancel.cancel()
         self.finish()
 
-    def _run(self) -> None:
-        p = self.pipeline
+    def _work(self) -> None:
         while (sentence := self._queue.get()) is not None:
             if self.cancel.cancelled or self.error is not None:
                 continue  # drain the queue; nothing more is spoken
             try:
-                with p.gate:
+                with self.gate:
                     self._speak(sentence)
             except TalkError as err:  # includes the speaker vanishing: the reply stays as text
                 self.error = err
@@ -350,9 +335,9 @@ class _Synthesis:
                 if self.cancel.cancelled:
                     break
                 if not started:
-                    self.pipeline._mark("tts_first_chunk")
+                    self.run.mark("tts_first_chunk")
                 self.player.enqueue(chunk.samples, chunk.rate, chunk.text, starts=not started,
-                                    ends=False)
+                                    ends=False, listener=self.run.on_player)
                 started = True
         finally:
             stream.close()  # stops the TTS at its next frame if we left early

@@ -315,9 +315,13 @@ def test_a_persona_that_fails_to_load_is_reported(qtbot, app_data, tmp_path):
     qtbot.addWidget(window)
     window.controller.start()
     qtbot.waitUntil(lambda: controller.states["chat"] == "failed", timeout=30000)
-    assert "Broken" in window.banner.plain_text() or "persona" in window.banner.plain_text()
+    # The banner names the persona and what is wrong with its persona.json.
+    assert ("Persona 'broken': persona.json is missing the required field 'prompt_format'."
+            in window.banner.plain_text())
     window.send("hello")
-    assert "persona" in window.banner.plain_text().lower()
+    assert ("No persona is loaded: pick one, or pull one in Models."
+            in window.banner.plain_text())
+    assert window.chat_view.messages == []  # nothing was sent
     qtbot.waitUntil(lambda: controller.states["asr"] in ("ready", "failed"), timeout=60000)
     close(window)
 

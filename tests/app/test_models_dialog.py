@@ -507,7 +507,7 @@ def test_availability_needs_neither_torch_nor_transformers(tmp_path):
 
 
 def test_engine_pull_reports_bytes_and_cancels(app_data, online, repo):
-    from engine.chat.types import CancelToken
+    from engine.cancel import CancelToken
     from engine.models import manager
 
     token = CancelToken()

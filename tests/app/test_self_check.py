@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app import launcher
+from app import bundle, launcher
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,6 +63,6 @@ def test_the_launcher_opens_the_window_without_a_command(monkeypatch):
 
 
 def test_the_training_dialog_starts_the_trainer_through_the_bundle(monkeypatch):
-    assert launcher.training_command_prefix() == ["-m", "training"]
+    assert bundle.training_command_prefix() == ["-m", "training"]
     monkeypatch.setattr(sys, "frozen", True, raising=False)
-    assert launcher.training_command_prefix() == ["train"]
+    assert bundle.training_command_prefix() == ["train"]

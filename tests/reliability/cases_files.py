@@ -69,7 +69,8 @@ def audio_two_hours(ctx: Ctx) -> Got:
     from engine.audio.files import load_audio
 
     audio = load_audio(_sparse_wav(ctx.tmp / "2h.wav", 2 * 3600))
-    return Got(f"accepted: {len(audio) / 16000:.0f} s at 16 kHz mono")
+    # What came back, not what should have: mono is 1-D, the length is counted at 16 kHz.
+    return Got(f"accepted: {len(audio) / 16000:.0f} s at 16 kHz, {audio.ndim}-D {audio.dtype}")
 
 
 def audio_silent(ctx: Ctx) -> Got:
@@ -234,17 +235,24 @@ def voice_corrupt_sample(ctx: Ctx) -> Got:
 
 
 def voice_corrupt_latents(ctx: Ctx) -> Got:
+    """The row shows the warning the engine logged; the case checks speech and a new cache."""
+    import logging
+
     from engine.voices.store import find_voice
 
+    caplog = ctx.fixture("caplog")
     _voice(ctx)
     tts = _tiny_tts(ctx)
     voice = find_voice("Ann")
     cache = tts.state_file(voice)
     cache.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\"")
-    chunks = list(tts.synthesize("Hello there.", voice))
+    with caplog.at_level(logging.WARNING, logger="engine.tts.pocket"):
+        chunks = list(tts.synthesize("Hello there.", voice))
     assert chunks and chunks[0].samples.size
-    assert cache.stat().st_size > 100
-    return Got("spoken: the damaged voice-state cache was rebuilt from the sample")
+    assert cache.stat().st_size > 100  # rewritten from the sample
+    said = [r.getMessage() for r in caplog.records
+            if r.name == "engine.tts.pocket" and r.levelno >= logging.WARNING]
+    return Got(" | ".join(said) or f"no warning logged; spoke {len(chunks)} chunks")
 
 
 def voice_missing_sample(ctx: Ctx) -> Got:
@@ -340,7 +348,7 @@ CASES = [
          audio_header_only),
     Case("audio-5-hours", "audio", "a 5-hour WAV", "the limit is 4 hours", audio_too_long),
     Case("audio-2-hours", "audio", "a 2-hour WAV (under the 4-hour limit)",
-         "accepted: 7200 s", audio_two_hours),
+         "accepted: 7200 s at 16 kHz, 1-D float32", audio_two_hours),
     Case("audio-silent", "audio", "3 s of digital silence, push-to-talk", "No speech heard",
          audio_silent),
     Case("audio-clipped", "audio", "a heavily clipped voice sample to `voices add`",
@@ -374,7 +382,7 @@ CASES = [
     Case("voice-corrupt-sample", "voice", "voice folder whose sample.wav is garbage",
          "voice_damaged", voice_corrupt_sample),
     Case("voice-corrupt-latents", "voice", "damaged cached voice state (safetensors)",
-         "rebuilt from the sample", voice_corrupt_latents),
+         "Rebuilding the damaged voice state", voice_corrupt_latents),
     Case("voice-missing-sample", "voice", "voice folder without sample.wav, `say --voice`",
          "has lost its sample", voice_missing_sample),
     Case("voice-bad-json", "voice", "voice.json cut short, `voices list`",

@@ -1,4 +1,8 @@
-"""Decoding settings: one frozen dataclass, validated in one place."""
+"""Decoding settings: one frozen dataclass, validated in one place.
+
+Personas (``engine.models``) carry them and the chat backends (``engine.chat``) use them, so
+they live beside both rather than inside either.
+"""
 
 from __future__ import annotations
 

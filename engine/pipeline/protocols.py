@@ -1,0 +1,65 @@
+"""What the pipeline needs of its collaborators, as Protocols: any object with these methods works.
+
+The real ones are engine.asr's recognizers, engine.tts.pocket.PocketTTS and
+engine.audio.player.Player; tests pass fakes (tests/fakes.py) of the same shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import numpy as np
+
+from engine.audio.player import PieceListener
+
+
+class Transcribed(Protocol):
+    """A recognizer's result."""
+
+    text: str
+
+
+class Recognizer(Protocol):
+    """Speech to text."""
+
+    def transcribe(self, audio: np.ndarray) -> Transcribed:
+        """Transcribe 16 kHz mono float32 ``audio``."""
+        ...
+
+
+class SpokenChunk(Protocol):
+    """A piece of synthesised audio."""
+
+    samples: np.ndarray
+    rate: int
+    text: str
+
+
+class Synthesizer(Protocol):
+    """Text to speech, streamed."""
+
+    def synthesize(self, text: str, voice: Any = None) -> Iterator[SpokenChunk]:
+        """Chunks of ``text`` spoken in ``voice`` as they are made; closing stops it."""
+        ...
+
+
+class AudioPlayer(Protocol):
+    """Plays queued pieces in order and reports when each is heard."""
+
+    def enqueue(self, samples: np.ndarray, rate: int, text: str = "", *, starts: bool = True,
+                ends: bool = True, listener: PieceListener | None = None) -> None:
+        """Queue a chunk (a whole piece, or a piece's first or later chunk)."""
+        ...
+
+    def end_piece(self, text: str = "") -> None:
+        """Close the piece being queued."""
+        ...
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until everything queued has played; False on timeout."""
+        ...
+
+    def stop(self) -> None:
+        """Stop at once."""
+        ...
