@@ -182,4 +182,6 @@ def test_a_chat_model_base_keeps_its_prompt_format_in_training_and_export(
     assert persona.prompt_format == "chat_template"  # was "dialogpt" whatever the base
     assert persona.system_prompt == "Be Chatty."
     chat = LocalChat.load(find_persona(persona.id), device="cpu", do_sample=False)
-    assert isinstance(chat.reply(HELLO), str)  # fed through its chat template
+    prompt = chat.build_prompt(HELLO)  # fed through its chat template, system prompt first
+    assert prompt.text.startswith("s: Be Chatty.") and prompt.text.endswith("a: ")
+    assert chat.reply(HELLO) == chat.reply(HELLO)  # greedy: the model answers, the same way

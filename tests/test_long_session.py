@@ -99,9 +99,9 @@ class PromptSpy:
         self.calls: list[list[int]] = []
         chat.generate = self
 
-    def __call__(self, prompt_ids, cancel, decoding=None):
+    def __call__(self, prompt_ids, cancel, decoding=None, *, gate=None):
         self.calls.append(list(prompt_ids))
-        return self.generate(prompt_ids, cancel, decoding)
+        return self.generate(prompt_ids, cancel, decoding, gate=gate)
 
 
 def live_tensors() -> tuple[int, int]:
@@ -253,6 +253,7 @@ def test_long_session_with_a_strict_chat_template(tiny_persona_dir: Path, data_d
     for turn, message in enumerate(user_messages(60, chat.loaded.tokenizer, limit - 4), 1):
         reply = "".join(session.send(message))  # a TemplateError here is the failure
         assert reply.strip(), f"turn {turn}: empty reply"
+        assert spy.calls, f"turn {turn}: the model was never called"
         assert all(len(ids) <= limit for ids in spy.calls), f"turn {turn}: prompt too long"
         spy.calls.clear()
         history = [*session.history, Turn("user", "and then?")]
