@@ -72,7 +72,7 @@ class Row:
 
 def build_rows() -> tuple[list[Row], list[TalkError]]:
     """The table's rows, and the errors of persona folders that could not be read."""
-    from engine.models.availability import voice_model_status, weights_present
+    from engine.models.availability import persona_status, voice_model_status
     from engine.models.manager import folder_size
     from engine.models.registry import list_personas
 
@@ -85,8 +85,7 @@ def build_rows() -> tuple[list[Row], list[TalkError]]:
             status = voice_model_status(entry)
             ready = status == "ready"  # built-in voices only: pull again once cloning is allowed
         elif persona is not None:
-            ready = weights_present(persona)
-            status = "ready" if ready else _missing(persona)
+            ready, status = persona_status(persona)
         else:
             ready = False
             status = {"recipe": "made by the training module",
@@ -94,20 +93,10 @@ def build_rows() -> tuple[list[Row], list[TalkError]]:
         rows.append(Row(entry.id, entry.name, KIND_LABELS.get(entry.kind, entry.kind),
                         entry.size_mb, status, entry.description, entry, persona, ready))
     for persona in by_id.values():  # added folders, trained personas
-        ready = weights_present(persona)
+        ready, status = persona_status(persona)
         rows.append(Row(persona.id, persona.label, "local", folder_size(persona.folder) / 1e6,
-                        "ready" if ready else _missing(persona), persona.description,
-                        None, persona, ready))
+                        status, persona.description, None, persona, ready))
     return rows, list(errors)
-
-
-def _missing(persona: Persona) -> str:
-    weights = persona.weights
-    if weights.source == "package":
-        return f"package {weights.package} missing"
-    if weights.source == "hub":
-        return "files missing: pull again"
-    return "no weights in its folder"
 
 
 class ModelsDialog(QDialog):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from engine import paths
-from engine.errors import TalkError
 from engine.models import manager
 from engine.models.catalogue import catalogue, tts_catalogue
 from engine.models.persona import Persona
@@ -58,13 +57,11 @@ def run_models(args: argparse.Namespace) -> int:
 
 def _status(persona: Persona) -> tuple[str, int]:
     """("ready" or why not, bytes on disk) for an installed persona."""
+    from engine.models.availability import persona_status
     from engine.models.loader import weights_folder
 
-    try:
-        folder = weights_folder(persona)
-    except TalkError as err:
-        return err.message, 0
-    return "ready", manager.folder_size(folder)
+    ready, status = persona_status(persona)
+    return status, manager.folder_size(weights_folder(persona)) if ready else 0
 
 
 def _list() -> None:

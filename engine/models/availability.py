@@ -39,6 +39,22 @@ def weights_present(persona: Persona) -> bool:
     return has_weights(folder)
 
 
+def persona_status(persona: Persona) -> tuple[bool, str]:
+    """(ready, in words): the one answer to "can this persona load without a download?".
+
+    Read from the file system only (no model is loaded); the command line's `models list` and
+    the window's Models dialog both show it.
+    """
+    if weights_present(persona):
+        return True, "ready"
+    weights = persona.weights
+    if weights.source == "package":
+        return False, f"package {weights.package} missing"
+    if weights.source == "hub":
+        return False, "files missing: pull again"
+    return False, "no weights in its folder"
+
+
 def any_persona_ready() -> bool:
     """Whether at least one installed persona can be loaded without a download."""
     from engine.models.registry import list_personas

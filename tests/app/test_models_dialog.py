@@ -478,22 +478,27 @@ def test_first_run_page_folder_without_weights_is_not_ready(page, qtbot, tmp_pat
 
 
 def test_weights_present_for_folder_hub_and_package_personas(tmp_path, tiny_persona_dir):
-    from engine.models.availability import weights_present
+    from engine.models.availability import persona_status, weights_present
     from engine.models.persona import load_persona
 
     folder = tmp_path / "tiny"
     shutil.copytree(tiny_persona_dir, folder)
     assert weights_present(load_persona(folder))
+    assert persona_status(load_persona(folder)) == (True, "ready")
     (folder / "model.safetensors").unlink()
     (folder / "training_args.bin").write_bytes(b"not weights")
     assert not weights_present(load_persona(folder))
+    assert persona_status(load_persona(folder)) == (False, "no weights in its folder")
     data = json.loads((folder / "persona.json").read_text())
     data["weights"] = {"source": "hub", "repo_id": REPO_ID, "revision": "a" * 40}
     (folder / "persona.json").write_text(json.dumps(data))
     assert not weights_present(load_persona(folder))  # nothing in the (empty) Hub cache
+    assert persona_status(load_persona(folder)) == (False, "files missing: pull again")
     data["weights"] = {"source": "package", "package": "no_such_model_package"}
     (folder / "persona.json").write_text(json.dumps(data))
     assert not weights_present(load_persona(folder))
+    assert persona_status(load_persona(folder)) == (
+        False, "package no_such_model_package missing")
 
 
 def test_availability_needs_neither_torch_nor_transformers(tmp_path):
