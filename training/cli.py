@@ -24,6 +24,7 @@ from engine import paths
 from engine.cancel import CancelToken
 from engine.errors import TalkError
 from engine.fsutil import slug
+from engine.models.device import DEVICE_SETTINGS
 from training.errors import TrainingError
 
 STAGES = ("scrape", "filter", "dataset", "train", "evaluate", "export")
@@ -428,7 +429,7 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gradient-checkpointing", action="store_true")
     g.add_argument("--save-every", type=int, default=100, help="checkpoint every N steps")
     g.add_argument("--max-steps", type=int, default=None)
-    g.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    g.add_argument("--device", choices=DEVICE_SETTINGS, default="auto")
     g.add_argument("--device-map", choices=("auto",), default=None,
                    help="split a model too big for one GPU over several (LoRA)")
 

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from engine import __version__
 from engine.cli.common import print_error
 from engine.errors import TalkError
+from engine.models.device import DEVICE_SETTINGS
+from engine.settings import ASR_BACKENDS
 
 
 def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
@@ -33,13 +35,13 @@ def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
 
 def _add_asr_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("speech recognition")
-    group.add_argument("--asr", choices=("faster-whisper", "whisper"), default="faster-whisper",
+    group.add_argument("--asr", choices=ASR_BACKENDS, default="faster-whisper",
                        help="backend (default faster-whisper)")
     group.add_argument("--model", default=None,
                        help="model: a size such as small.en, or a path; default: the bundled "
                             "Whisper tiny.en")
     group.add_argument("--language", default="auto", help="language code, or auto")
-    group.add_argument("--asr-device", choices=("auto", "cuda", "cpu"), default="auto")
+    group.add_argument("--asr-device", choices=DEVICE_SETTINGS, default="auto")
 
 
 def _seconds(text: str) -> float:
@@ -55,7 +57,7 @@ def _add_tts_flags(parser: argparse.ArgumentParser) -> None:
                        help="voice model: a catalogue id (pocket-tts, pocket-tts-7m, "
                             "pocket-tts-2m; see `models list`), or auto (default: the small "
                             "model on a CPU, the full one on a GPU)")
-    group.add_argument("--tts-device", choices=("auto", "cuda", "cpu"), default="auto")
+    group.add_argument("--tts-device", choices=DEVICE_SETTINGS, default="auto")
     group.add_argument("--speaker-device", help="output device (number or part of its name)")
 
 
@@ -78,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="persona id, name or folder (default: starter)")
     chat.add_argument("--remote", metavar="URL",
                       help="use a TGI server / Inference Endpoint instead of a local model")
-    chat.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+    chat.add_argument("--device", choices=DEVICE_SETTINGS, default="auto",
                       help="where the local model runs (default: auto = CUDA if present)")
     where = chat.add_mutually_exclusive_group()
     where.add_argument("--continue", dest="resume", action="store_true",
@@ -123,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it)")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
+    serve.add_argument("--device", choices=DEVICE_SETTINGS, default="auto")
     serve.add_argument("--max-waiting", type=int, default=4, metavar="N",
                        help="requests that may queue; more get 503 at once (default 4)")
     serve.add_argument("--token-env", default="TTT_SERVE_TOKEN", metavar="VAR",
@@ -136,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--voice", help="enrolled or built-in voice (builtin:alba) for replies "
                                       "(default: the persona's)")
     talk.add_argument("--remote", metavar="URL", help="chat model on a TGI server")
-    talk.add_argument("--device-model", choices=("auto", "cuda", "cpu"), default="auto",
+    talk.add_argument("--device-model", choices=DEVICE_SETTINGS, default="auto",
                       help="where the chat model runs")
     talk.add_argument("--device", "-d", metavar="D", help="microphone (number or name)")
     talk.add_argument("--hands-free", action="store_true",
