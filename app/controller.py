@@ -28,7 +28,11 @@ LOADING, READY, FAILED, OFF = "loading", "ready", "failed", "off"
 class Controller(QObject):
     """Owns the chat session, the voice pipeline, the microphone and their loading."""
 
-    event = Signal(object)  # an engine Event from the pipeline (turn stages, levels)
+    # An engine Event from the pipeline (turn stages, levels). The name shadows the virtual
+    # QObject.event(QEvent) for type checkers only: PySide6 takes a Python method, not a
+    # signal, as an override, so Qt's own event() still runs. Renaming the signal would drop
+    # the ignore but touches every connection to it.
+    event = Signal(object)  # type: ignore[assignment]
     error = Signal(str, object)  # (where, TalkError): shown as a banner
     part_state = Signal(str, str, str)  # (part: chat/asr/voice, state, text for people)
     session_ready = Signal(int)  # a conversation is open and the chat model loaded: its id

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 import time
+from typing import cast
 
 from app import bundle
 
@@ -64,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     from engine import paths
     from engine import settings as settings_file
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    # instance() is typed as the base QCoreApplication; an existing one is a QApplication (a
+    # widget needs one), so it is cast for the QGuiApplication methods below.
+    app = cast(QApplication, QApplication.instance() or QApplication(sys.argv[:1]))
     from app.gc_guard import GuiThreadCollector
 
     collector = GuiThreadCollector(app)  # noqa: F841 (lives as long as the app)

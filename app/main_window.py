@@ -7,10 +7,10 @@ reports through signals, which this window turns into widget changes.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
@@ -91,7 +91,9 @@ class MainWindow(QMainWindow):
         self._release_timer.timeout.connect(self._space_released)
         self._hands_free_started = False
         self._turn: int | None = None  # the pipeline turn whose events the chat view shows
-        QApplication.instance().installEventFilter(self)
+        app = QApplication.instance()
+        assert app is not None  # typed Optional, but no widget exists without the application
+        app.installEventFilter(self)
         self.refresh_conversations()
         self._show_conversation(self.controller.conversation_id)
         self.refresh_personas()
@@ -706,7 +708,10 @@ class MainWindow(QMainWindow):
             return False
         if kind not in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease):
             return False
-        if event.key() != Qt.Key.Key_Space or not self.isActiveWindow():
+        # A key press or release is a QKeyEvent, and PySide6 hands the filter that subclass;
+        # the stubs only know the QEvent of the signature.
+        key_event = cast(QKeyEvent, event)
+        if key_event.key() != Qt.Key.Key_Space or not self.isActiveWindow():
             return False
         # Space is the talk key only where it means nothing else: not in the text box, not on
         # another button, list or selector (Space presses or selects those).
@@ -714,7 +719,7 @@ class MainWindow(QMainWindow):
         if focus not in (None, self, self.chat_view, self.talk_button) or (
                 self.stack.currentWidget() is not self.chat_view):
             return False
-        if event.isAutoRepeat():
+        if key_event.isAutoRepeat():
             return True
         if kind == QEvent.Type.KeyPress:
             if self._release_timer.isActive():  # an unflagged auto-repeat pair: still held
@@ -739,7 +744,9 @@ class MainWindow(QMainWindow):
     # -- closing ------------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
         """Stop listening, stop the reply (kept as cut), wait for every thread."""
-        QApplication.instance().removeEventFilter(self)
+        app = QApplication.instance()
+        assert app is not None  # as in __init__: the window lives inside the application
+        app.removeEventFilter(self)
         if self.training_dialog is not None:
             self.training_dialog.close()  # the trainer stops at a checkpoint
         self.hide()

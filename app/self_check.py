@@ -18,6 +18,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -30,7 +31,8 @@ def _window(work: Path) -> str:
     from app.main_window import MainWindow
     from engine.settings import Settings
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    # instance() is typed as the base QCoreApplication; a window needs a QApplication.
+    app = cast(QApplication, QApplication.instance() or QApplication(sys.argv[:1]))
     window = MainWindow(Settings())
     window.show()
     app.processEvents()

@@ -6,11 +6,11 @@ store before it is handed to the caller to show.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Generator
+from typing import Any, cast
 
 from engine.cancel import CancelToken
-from engine.chat.types import ChatModel, Turn
+from engine.chat.types import ChatModel, Role, Turn
 from engine.errors import ChatError, TalkError
 from engine.store import ConversationStore
 
@@ -25,17 +25,13 @@ class ChatSession:
         self.persona_id = persona_id
         self.conversation_id = conversation_id or store.new_conversation(persona_id)
         self.last_reply_id: int | None = None  # the store id of the newest reply
-        self.history: list[Turn] = [
-            Turn(t.role, t.text) for t in store.turns(self.conversation_id)  # type: ignore[arg-type]
-            if t.text
-        ]
+        self.history: list[Turn] = _history(store, self.conversation_id)
 
     def open_conversation(self, conversation_id: int) -> None:
         """Continue a stored conversation: its turns become the history."""
         self.conversation_id = conversation_id
         self.last_reply_id = None
-        self.history = [Turn(t.role, t.text)  # type: ignore[arg-type]
-                        for t in self.store.turns(conversation_id) if t.text]
+        self.history = _history(self.store, conversation_id)
 
     def new_conversation(self) -> int:
         """Start afresh (the old conversation stays in the store)."""
@@ -63,7 +59,8 @@ class ChatSession:
             self.store.update_turn_meta(self.last_reply_id, meta)
 
     def send(self, text: str, *, cancel: CancelToken | None = None,
-             meta: dict[str, Any] | None = None, gate: Any = None) -> Iterator[str]:
+             meta: dict[str, Any] | None = None,
+             gate: Any = None) -> Generator[str, None, None]:
         """Store the user's turn, then yield the reply piece by piece, storing each first.
 
         Closing the iterator early (or ``cancel``) keeps what was shown, marked ``cut``.
@@ -80,7 +77,7 @@ class ChatSession:
         self.history.append(Turn("user", text))
         return self._reply(cancel or CancelToken(), gate)
 
-    def _reply(self, cancel: CancelToken, gate: Any) -> Iterator[str]:
+    def _reply(self, cancel: CancelToken, gate: Any) -> Generator[str, None, None]:
         shown: list[str] = []
         turn_id: int | None = None
         status = "cut"
@@ -119,3 +116,9 @@ class ChatSession:
                                     meta={"error": error.code, "message": error.message})
             if reply:
                 self.history.append(Turn("assistant", reply))
+
+
+def _history(store: ConversationStore, conversation_id: int) -> list[Turn]:
+    """A stored conversation's turns with text, as chat history."""
+    # The table's CHECK constraint keeps every stored role a Role ("user" or "assistant").
+    return [Turn(cast(Role, t.role), t.text) for t in store.turns(conversation_id) if t.text]

@@ -65,6 +65,9 @@ class ChatServer(ThreadingHTTPServer):
     def url(self) -> str:
         """Base URL clients use."""
         host, port = self.server_address[:2]
+        # Bound, the address is getsockname()'s, whose host is a str (typeshed also allows the
+        # bytes an address may be given in).
+        assert isinstance(host, str)
         return f"http://{host}:{port}"
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -82,7 +85,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         """Apply the server's client timeout to this connection's socket."""
-        self.timeout = self.server.client_timeout_s
+        # typeshed declares timeout a ClassVar, but StreamRequestHandler.setup reads it through
+        # self, so a per-connection value on the instance works.
+        self.timeout = self.server.client_timeout_s  # type: ignore[misc]
         super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib signature)
@@ -209,15 +214,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
-        text: list[str] = []
+        streamed: list[str] = []
         try:
             for piece in pieces:
-                text.append(piece)
+                streamed.append(piece)
                 self._event({"token": {"id": 0, "text": piece, "logprob": 0.0, "special": False},
                              "generated_text": None, "details": None})
             finished()
             self._event({"token": {"id": 0, "text": "", "logprob": 0.0, "special": True},
-                         "generated_text": "".join(text), "details": None})
+                         "generated_text": "".join(streamed), "details": None})
         except OSError:  # the client went away or stopped reading (timeout)
             cancel.cancel()  # stop generating for nobody
             pieces.close()

@@ -141,7 +141,9 @@ def load(path: Path | None = None) -> tuple[Settings, str | None]:
         return Settings(), ("The settings file was written by a newer version of the app; "
                             "using the defaults for this run.")
     data = _migrate(data)
-    values, bad = {}, []
+    # Any, not object: each value's type was checked against its field's at run time below.
+    values: dict[str, Any] = {}
+    bad: list[str] = []
     for name, kinds in _types().items():
         if name not in data:
             continue

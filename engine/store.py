@@ -182,5 +182,6 @@ class ConversationStore:
         rows = self._db.execute(
             "SELECT id, conversation_id, role, text, persona, created, status, meta FROM turns "
             "WHERE conversation_id=? ORDER BY id", (conversation_id,))
-        for row in rows:
-            yield StoredTurn(*row[:7], json.loads(row[7]))
+        for turn_id, conversation, role, text, persona, created, status, meta in rows:
+            yield StoredTurn(turn_id, conversation, role, text, persona, created, status,
+                             json.loads(meta))

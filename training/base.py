@@ -53,8 +53,8 @@ def resolve_base(ref: str) -> BaseModel:
         if path.is_dir() and not (path / PERSONA_FILE).is_file():
             if not (path / "config.json").is_file():
                 raise TrainingError(f"{path} is not a model folder: it has no config.json.")
-            folder = str(path.resolve())
-            return BaseModel(folder, folder, folder)
+            resolved = str(path.resolve())
+            return BaseModel(resolved, resolved, resolved)
         if path.is_dir():
             persona = load_persona(path)
         elif "/" in ref and not ref.startswith((".", "~", "/")):

@@ -20,10 +20,10 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from engine.chat.echo import is_echo, normalise
-from training.encode import IGNORE_INDEX, Collator, encode_all, pad_token_id, read_instances
+from training.encode import IGNORE_INDEX, Collator, Mask, encode_all, pad_token_id, read_instances
 from training.errors import TrainingError
 
 EVAL_FILE = "eval.json"
@@ -81,7 +81,8 @@ def evaluate(run_dir: str | Path, *, base_model: str | None = None,
     tuned = Path(finetuned_dir).expanduser() if finetuned_dir else run / FINAL_DIR
     if not (tuned / "config.json").is_file() and not (tuned / "adapter_config.json").is_file():
         raise TrainingError(f"No trained weights at {tuned}.", hint="Run the train stage first.")
-    mask = config.mask if config else "responses"
+    # TrainConfig checks that its mask is one of MASKS.
+    mask = cast(Mask, config.mask) if config else "responses"
     max_tokens = config.max_tokens if config else 256
     dataset_dir = config.dataset_dir if config else run / "dataset"
     placement = resolve(device)
@@ -90,7 +91,7 @@ def evaluate(run_dir: str | Path, *, base_model: str | None = None,
     tokenizer = load_tokenizer(base)
     style = prompt_style(base, tokenizer)  # the layout the persona is trained and fed in
     examples = encode_all(read_instances(dataset_dir / "validation.jsonl"), tokenizer,
-                          max_tokens=max_tokens, mask=mask,  # type: ignore[arg-type]
+                          max_tokens=max_tokens, mask=mask,
                           prompt_format=style[0], system_prompt=style[1])
     if max_examples is not None:
         examples = examples[:max_examples]
@@ -192,12 +193,14 @@ def _reply(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int, seed: i
     """A greedy reply to ``prompt``, built exactly as the engine builds a persona's prompt."""
     import torch
 
-    from engine.chat.prompt import build_prompt
+    from engine.chat.prompt import PromptFormat, build_prompt
     from engine.chat.types import Turn
 
     torch.manual_seed(seed)
     device = next(model.parameters()).device
-    ids = build_prompt(tokenizer, [Turn("user", prompt)], prompt_format=style[0],  # type: ignore[arg-type]
+    # style comes from prompt_style, which gives a persona's checked format or one of the two.
+    ids = build_prompt(tokenizer, [Turn("user", prompt)],
+                       prompt_format=cast(PromptFormat, style[0]),
                        context_tokens=1 << 20, reply_tokens=max_new_tokens,
                        system_prompt=style[1]).ids
     input_ids = torch.tensor([ids], device=device)

@@ -297,8 +297,8 @@ def _filter_thread(thread: dict[str, Any], ctx: RuleContext, tally: _Tally) -> d
         tally.orphaned += len(comments)
         return None
     children: dict[str, list[int]] = {}
-    for index, comment in enumerate(comments):
-        children.setdefault(comment["parent_id"], []).append(index)
+    for position, comment in enumerate(comments):
+        children.setdefault(comment["parent_id"], []).append(position)
     root_key = normalise(root["body"])
     added_root = root_key not in ctx.seen
     ctx.seen.add(root_key)

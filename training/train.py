@@ -30,13 +30,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from engine.cancel import CancelToken
 from engine.fsutil import atomic_folder
 from training import checkpoints
 from training.checkpoints import Position
-from training.encode import MASKS, Collator, encode_all, pad_token_id, read_instances
+from training.encode import MASKS, Collator, Mask, encode_all, pad_token_id, read_instances
 from training.errors import TrainingError
 
 METHODS = ("full", "lora")
@@ -284,14 +284,17 @@ class _Session:
         prompt_format, system_prompt = prompt_style(base, self.tokenizer)
         examples = encode_all(read_instances(config.dataset_dir / "train.jsonl"),
                               self.tokenizer, max_tokens=config.max_tokens,
-                              mask=config.mask,  # type: ignore[arg-type]
+                              mask=cast(Mask, config.mask),  # __post_init__ checked it
                               prompt_format=prompt_format, system_prompt=system_prompt)
         if not examples:
             raise TrainingError("The training set has no dialogue with a reply to learn.",
                                 hint="Check the dataset stage's output and the loss mask.")
+        # A list is a map-style dataset (__getitem__ and __len__ are all DataLoader uses), but
+        # torch annotates the argument as its Dataset class.
+        loader: torch.utils.data.DataLoader[tuple[list[int], list[int]]]
         loader = torch.utils.data.DataLoader(
-            examples, batch_size=config.batch_size, sampler=EpochSampler(len(examples),
-                                                                         config.seed),
+            examples,  # type: ignore[arg-type]
+            batch_size=config.batch_size, sampler=EpochSampler(len(examples), config.seed),
             collate_fn=Collator(pad_token_id(self.tokenizer)),
             # Its own generator: creating an iterator draws from it, not from the global RNG
             # that dropout uses, so a resumed run's dropout masks match an uninterrupted run's.

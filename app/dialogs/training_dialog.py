@@ -241,8 +241,8 @@ class TrainingDialog(QDialog):
         model_box = QGroupBox("How", self)
         self.base_combo = QComboBox(model_box)
         self.base_combo.setEditable(True)  # a folder or another Hub id may be typed
-        for ref, label, _ in BASES:
-            self.base_combo.addItem(label, ref)
+        for ref, name, _ in BASES:
+            self.base_combo.addItem(name, ref)
         self.base_combo.setCurrentIndex(self._default_base_index())
         self.base_note = QLabel(model_box)  # says when the base must be pulled first
         self.base_note.setWordWrap(True)
@@ -510,7 +510,11 @@ class TrainingDialog(QDialog):
             self.process.terminate()
 
     def _read_stdout(self) -> None:
-        self._buffer += bytes(self.process.readAllStandardOutput()).decode("utf-8", "replace")
+        # Connected to the running process only; finished (which clears it) comes after the
+        # last output. The stubs do not give QByteArray the buffer protocol: data() for bytes().
+        assert self.process is not None
+        output = self.process.readAllStandardOutput().data()
+        self._buffer += bytes(output).decode("utf-8", "replace")
         *lines, self._buffer = self._buffer.split("\n")
         for line in lines:
             if line.startswith("{"):
@@ -520,7 +524,8 @@ class TrainingDialog(QDialog):
                     continue
 
     def _read_stderr(self) -> None:
-        text = bytes(self.process.readAllStandardError()).decode("utf-8", "replace")
+        assert self.process is not None  # as in _read_stdout
+        text = bytes(self.process.readAllStandardError().data()).decode("utf-8", "replace")
         self._stderr = (self._stderr + text)[-4000:]  # the tail explains a crash
 
     def handle(self, message: dict[str, Any]) -> None:

@@ -174,7 +174,10 @@ class VoicesDialog(QDialog):
 
     def refresh(self, select: str | None = None) -> None:
         """Re-read the voices; select the voice with id ``select`` (else keep the selection)."""
-        keep = select or (self.selected_voice().id if self.selected_voice() else None)
+        keep = select
+        if not keep:
+            current = self.selected_voice()
+            keep = current.id if current else None
         voices, damaged = store.list_voices()
         self._voices = {voice.id: voice for voice in voices}
         table = self.voices_table
@@ -212,6 +215,7 @@ class VoicesDialog(QDialog):
         """Select the row of the voice called ``name`` (or with that id)."""
         for row in range(self.voices_table.rowCount()):
             item = self.voices_table.item(row, 0)
+            assert item is not None  # refresh fills every cell of every row
             if name in (item.text(), item.data(Qt.ItemDataRole.UserRole)):
                 self.voices_table.selectRow(row)
                 return

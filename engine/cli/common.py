@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from engine.errors import TalkError
 
 
-def decoding_overrides(args: argparse.Namespace) -> dict[str, object]:
+def decoding_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The decoding flags the user gave."""
     names = ("max_new_tokens", "temperature", "top_k", "top_p", "repetition_penalty",
              "no_repeat_ngram_size", "do_sample")

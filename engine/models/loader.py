@@ -74,6 +74,8 @@ def load(persona: Persona, device: str = "auto") -> LoadedModel:
     except ImportError as err:
         raise MissingDependencyError("transformers is not installed.",
                                      hint="pip install transformers") from err
+    load_errors: tuple[type[BaseException], ...] = (
+        OSError, ValueError, RuntimeError, KeyError, *_format_errors())
     try:
         if persona.weights.gguf_file:
             folder = converted_gguf(folder, persona.weights.gguf_file)
@@ -81,7 +83,7 @@ def load(persona: Persona, device: str = "auto") -> LoadedModel:
         model = _load_model(folder, persona, placement)
     except (ModelNotAvailableError, MissingDependencyError):
         raise
-    except (OSError, ValueError, RuntimeError, KeyError, *_format_errors()) as err:
+    except load_errors as err:
         raise ModelLoadError(
             f"Could not load the model of {persona.label}: {_first_line(err)}",
             hint="The files may be incomplete; remove and pull (or re-add) the persona.",
@@ -144,7 +146,9 @@ def _load_model(folder: Path, persona: Persona, placement: Placement) -> Any:
     if (folder / "adapter_config.json").is_file():
         return _load_adapter(folder, persona, placement, kwargs)
     model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
-    return model.to(placement.device)
+    # PreTrainedModel.to is wrapped with functools.wraps, and typeshed's _Wrapped is not a
+    # descriptor, so mypy does not bind self and takes the device for it.
+    return model.to(placement.device)  # type: ignore[arg-type]
 
 
 def _load_adapter(folder: Path, persona: Persona, placement: Placement,
@@ -242,7 +246,9 @@ def converted_gguf(folder: Path, gguf_file: str) -> Path:
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file)
     # The weights are already plain float tensors; only the loader's record of the GGUF source
     # blocks saving them, so it is dropped and the result loads as an ordinary checkpoint.
-    model.hf_quantizer = None
+    # torch annotates Module.__setattr__ for tensors and modules only; a plain attribute such
+    # as this one is stored as is.
+    model.hf_quantizer = None  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     with atomic_folder(target) as tmp:  # a crash never leaves a half checkpoint in use

@@ -26,7 +26,15 @@ def build_tiny_dialogpt(folder: Path, *, n_positions: int = 128, decoding: dict 
     """A GPT-2 DialoGPT-shaped persona: byte-level BPE tokenizer + 2-layer GPT-2, safetensors."""
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from tokenizers import decoders as tk_decoders
-    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    # The ignore is for GPT2TokenizerFast: transformers 5 still exports it (its lazy module maps
+    # every *TokenizerFast name to the one tokenizers-backed class) but no longer declares it
+    # for type checkers; transformers 4 (still supported) needs this name for the fast one.
+    from transformers import (  # type: ignore[attr-defined]
+        GPT2Config,
+        GPT2LMHeadModel,
+        GPT2TokenizerFast,
+    )
 
     folder.mkdir(parents=True, exist_ok=True)
     eos = "<|endoftext|>"

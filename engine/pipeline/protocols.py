@@ -6,7 +6,7 @@ engine.audio.player.Player; tests pass fakes (tests/fakes.py) of the same shape.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any, Protocol
 
 import numpy as np
@@ -17,7 +17,11 @@ from engine.audio.player import PieceListener
 class Transcribed(Protocol):
     """A recognizer's result."""
 
-    text: str
+    # Read-only, so a frozen dataclass (engine.asr.types.Transcript) qualifies.
+    @property
+    def text(self) -> str:
+        """What was said."""
+        ...
 
 
 class Recognizer(Protocol):
@@ -39,7 +43,7 @@ class SpokenChunk(Protocol):
 class Synthesizer(Protocol):
     """Text to speech, streamed."""
 
-    def synthesize(self, text: str, voice: Any = None) -> Iterator[SpokenChunk]:
+    def synthesize(self, text: str, voice: Any = None) -> Generator[SpokenChunk, None, None]:
         """Chunks of ``text`` spoken in ``voice`` as they are made; closing stops it."""
         ...
 

@@ -19,7 +19,7 @@ import logging
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +77,12 @@ def resolve_model(model: str, device: str) -> tuple[str, str, bool]:
         if not voice_model_ready(entry):
             entry = next((e for e in entries if voice_model_ready(e)), entry)
     else:
-        entry = catalogue_entry(model)
-        if entry is None or entry.kind != "tts" or not entry.config:
+        named = catalogue_entry(model)
+        if named is None or named.kind != "tts" or not named.config:
             names = ", ".join(e.id for e in tts_catalogue())
             raise ModelNotAvailableError(f"{model!r} is not a voice model in the catalogue.",
                                          hint=f"Choose one of: {names}.", code="model_unknown")
+        entry = named
     return entry.id, entry.config or "", entry.int8_on_cpu
 
 
@@ -230,7 +231,8 @@ class PocketTTS:
             return self._model.get_state_for_audio_prompt(torch.from_numpy(mono)[None, :])
 
     # -- synthesis ----------------------------------------------------------------------------
-    def synthesize(self, text: str, voice: Any | None = None) -> Iterator[AudioChunk]:
+    def synthesize(self, text: str,
+                   voice: Any | None = None) -> Generator[AudioChunk, None, None]:
         """Speak ``text`` (normalised first) in ``voice``; chunks come as frames are decoded.
 
         Closing the iterator early (the pipeline does on a barge-in) stops generation at the

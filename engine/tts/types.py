@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -24,6 +24,6 @@ class TextToSpeech(Protocol):
     rate: int  # Hz of the audio it produces
     model_id: str  # which model speaks (for status lines)
 
-    def synthesize(self, text: str, voice: Any | None) -> Iterator[AudioChunk]:
+    def synthesize(self, text: str, voice: Any | None) -> Generator[AudioChunk, None, None]:
         """Speak ``text`` in ``voice`` (an enrolled Voice, or None for the model's own)."""
         ...

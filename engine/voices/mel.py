@@ -9,11 +9,12 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import numpy.typing as npt
 
 
-def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+def _hz_to_mel(frequencies: npt.ArrayLike) -> np.ndarray:
     """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
-    hz = np.asarray(hz, dtype=np.float64)
+    hz = np.asarray(frequencies, dtype=np.float64)
     f_sp, min_log_hz = 200.0 / 3, 1000.0
     min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
     return np.where(hz >= min_log_hz, min_log_mel + np.log(np.maximum(hz, 1e-10) / min_log_hz)
