@@ -28,11 +28,9 @@ LOADING, READY, FAILED, OFF = "loading", "ready", "failed", "off"
 class Controller(QObject):
     """Owns the chat session, the voice pipeline, the microphone and their loading."""
 
-    # An engine Event from the pipeline (turn stages, levels). The name shadows the virtual
-    # QObject.event(QEvent) for type checkers only: PySide6 takes a Python method, not a
-    # signal, as an override, so Qt's own event() still runs. Renaming the signal would drop
-    # the ignore but touches every connection to it.
-    event = Signal(object)  # type: ignore[assignment]
+    # An engine Event from the pipeline (turn stages, levels). Not called "event": that would
+    # shadow QObject.event(QEvent), Qt's own event handler.
+    pipeline_event = Signal(object)
     error = Signal(str, object)  # (where, TalkError): shown as a banner
     part_state = Signal(str, str, str)  # (part: chat/asr/voice, state, text for people)
     session_ready = Signal(int)  # a conversation is open and the chat model loaded: its id
@@ -65,7 +63,7 @@ class Controller(QObject):
         self._closing = False
         # Generations: results of stale loads (and voice preparations) are ignored.
         self._loads = {"chat": 0, "asr": 0, "voice": 0, "prepare": 0}
-        self.event.connect(self._on_turn_event)
+        self.pipeline_event.connect(self._on_turn_event)
         self._hands_free_failed.connect(self._on_hands_free_failed)
 
     # -- loading ------------------------------------------------------------------------------
@@ -126,7 +124,7 @@ class Controller(QObject):
                 return
             self.persona = persona
             self.pipeline = VoicePipeline(self.session, recognizer=self.recognizer,
-                                          on_event=self.event.emit)
+                                          on_event=self.pipeline_event.emit)
             self._apply_voice_output()
         else:
             if self.pipeline.busy:

@@ -247,7 +247,7 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         c = self.controller
-        c.event.connect(self._on_event)
+        c.pipeline_event.connect(self._on_event)
         c.error.connect(self._on_error)
         c.part_state.connect(self._on_part_state)
         c.session_ready.connect(self._on_session_ready)

@@ -55,7 +55,7 @@ def open_window(qtbot, settings, backends=None, *, wait_for=("chat", "asr")):
     window = MainWindow(settings, controller=controller)
     qtbot.addWidget(window)
     events: list = []
-    controller.event.connect(events.append)
+    controller.pipeline_event.connect(events.append)
     window.show()
     window.start()
     qtbot.waitUntil(lambda: all(controller.states[p] in ("ready", "failed") for p in wait_for),

@@ -43,7 +43,7 @@ def _banner(window) -> str:
 
 def _events(window) -> list:
     events: list = []
-    window.controller.event.connect(events.append)
+    window.controller.pipeline_event.connect(events.append)
     return events
 
 
