@@ -17,11 +17,11 @@ from typing import Any
 from engine import paths
 from engine.errors import ConfigError
 from engine.fsutil import atomic_write_text
+from engine.models.device import DEVICE_SETTINGS
 
 SCHEMA_VERSION = 2
 ASR_BACKENDS = ("faster-whisper", "whisper")
 ASR_MODELS = ("bundled", "tiny", "base", "small", "medium", "large-v3")
-DEVICES = ("auto", "cuda", "cpu")
 CHAT_BACKENDS = ("local", "remote")
 
 
@@ -59,8 +59,8 @@ class Settings:
             found["asr_backend"] = f"speech recognition backend {self.asr_backend!r} is unknown"
         if not self.language.strip():
             found["language"] = "the language is empty (auto lets Whisper detect it)"
-        if self.device not in DEVICES:
-            found["device"] = f"device {self.device!r} is not one of {', '.join(DEVICES)}"
+        if self.device not in DEVICE_SETTINGS:
+            found["device"] = f"device {self.device!r} is not one of {', '.join(DEVICE_SETTINGS)}"
         if self.chat_backend not in CHAT_BACKENDS:
             found["chat_backend"] = f"chat backend {self.chat_backend!r} is not local or remote"
         elif self.chat_backend == "remote" and not self.remote_url.startswith(("http://",

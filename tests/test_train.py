@@ -43,7 +43,8 @@ def write_dataset(run_dir: Path, train_set=DIALOGUES, validation=DIALOGUES) -> P
 def tiny_config(base: Path, run_dir: Path, **overrides) -> TrainConfig:
     write_dataset(run_dir)
     settings = dict(base_model=str(base), run_dir=str(run_dir), device="cpu", epochs=3,
-                    batch_size=2, lr=3e-3, save_every=0, max_tokens=64)
+                    batch_size=2, lr=3e-3, save_every=0, max_tokens=64, method="full",
+                    mask="responses")
     settings.update(overrides)
     return TrainConfig(**settings)
 
@@ -329,7 +330,7 @@ def test_bad_settings_raise_training_error_with_a_clear_message(tiny_persona_dir
     with pytest.raises(TrainingError, match="Unknown training setting 'learning_rate'"):
         TrainConfig.from_dict({**base, "learning_rate": 1.0})
     with pytest.raises(TrainingError, match="with method 'lora' only"):
-        TrainConfig(**base, device_map="auto")
+        TrainConfig(**base, method="full", device_map="auto")
     import torch
 
     if not torch.cuda.is_available():  # "auto" resolves to the CPU here
@@ -367,7 +368,7 @@ def test_memory_estimate_orders_the_options_sensibly(tmp_path):
                              max_tokens=256, **kw)
         return estimate_memory(config, n, shape=large, on_cuda=True)
 
-    full = estimate(precision="fp32")
+    full = estimate(method="full", precision="fp32")
     lora = estimate(method="lora", precision="fp32")
     lora_half = estimate(method="lora", precision="fp16")
     lora_half_ckpt = estimate(method="lora", precision="fp16", gradient_checkpointing=True)

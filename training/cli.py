@@ -400,12 +400,21 @@ def _add_filter(p: argparse.ArgumentParser) -> None:
                    help="another author to drop as a bot (repeatable)")
 
 
+def _default(name: str) -> Any:
+    """TrainConfig's default for the setting ``name`` (the one source of training defaults)."""
+    import dataclasses
+
+    from training.train import TrainConfig
+
+    return next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name)
+
+
 def _add_dataset(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("dataset")
     g.add_argument("--dialogues", metavar="FILE",
                    help="your own dialogues (.jsonl of turn lists, or .csv with columns "
                         "conversation,text) instead of Reddit")
-    g.add_argument("--max-tokens", type=int, default=128,
+    g.add_argument("--max-tokens", type=int, default=_default("max_tokens"),
                    help="longest instance in tokens (DialoGPT used 128)")
     g.add_argument("--min-turns", type=int, default=2, help=argparse.SUPPRESS)
     g.add_argument("--max-turns", type=int, default=5, help="turns per instance (2 to 5)")
@@ -414,22 +423,27 @@ def _add_dataset(p: argparse.ArgumentParser) -> None:
 
 def _add_train(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("fine-tuning")
-    g.add_argument("--method", choices=("lora", "full"), default="lora")
-    g.add_argument("--lora-r", type=int, default=8, help="LoRA rank (8)")
-    g.add_argument("--epochs", type=int, default=3)
-    g.add_argument("--batch-size", type=int, default=4)
-    g.add_argument("--grad-accum", type=int, default=1, help="gradient accumulation steps")
-    g.add_argument("--lr", type=float, default=None, help="learning rate (5e-5 full, 2e-4 LoRA)")
-    # Instances are windows ending at each reply, so "last" trains every reply exactly once
-    # (with up to four turns of context); "responses" would train a reply once per window.
-    g.add_argument("--mask", choices=("last", "responses", "none"), default="last",
+    from training.train import METHODS, PRECISIONS
+
+    # Every default is TrainConfig's: the command line, the dialog and the Python API agree.
+    g.add_argument("--method", choices=METHODS, default=_default("method"))
+    g.add_argument("--lora-r", type=int, default=_default("lora_r"),
+                   help=f"LoRA rank ({_default('lora_r')})")
+    g.add_argument("--epochs", type=int, default=_default("epochs"))
+    g.add_argument("--batch-size", type=int, default=_default("batch_size"))
+    g.add_argument("--grad-accum", type=int, default=_default("grad_accum"),
+                   help="gradient accumulation steps")
+    g.add_argument("--lr", type=float, default=_default("lr"),
+                   help="learning rate (5e-5 full, 2e-4 LoRA)")
+    g.add_argument("--mask", choices=("last", "responses", "none"), default=_default("mask"),
                    help="which turns carry the loss: the last (each reply once; default), "
                         "every response turn, or all tokens")
-    g.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto")
+    g.add_argument("--precision", choices=PRECISIONS, default=_default("precision"))
     g.add_argument("--gradient-checkpointing", action="store_true")
-    g.add_argument("--save-every", type=int, default=100, help="checkpoint every N steps")
-    g.add_argument("--max-steps", type=int, default=None)
-    g.add_argument("--device", choices=DEVICE_SETTINGS, default="auto")
+    g.add_argument("--save-every", type=int, default=_default("save_every"),
+                   help="checkpoint every N steps")
+    g.add_argument("--max-steps", type=int, default=_default("max_steps"))
+    g.add_argument("--device", choices=DEVICE_SETTINGS, default=_default("device"))
     g.add_argument("--device-map", choices=("auto",), default=None,
                    help="split a model too big for one GPU over several (LoRA)")
 
@@ -470,7 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset(stage("dataset", "multi-turn instances, split by thread"))
     p = stage("train", "fine-tune the base model (resumes from the last checkpoint)")
     _add_train(p)
-    p.add_argument("--max-tokens", type=int, default=128, help="longest training sequence")
+    p.add_argument("--max-tokens", type=int, default=_default("max_tokens"),
+                   help="longest training sequence")
     stage("evaluate", "perplexity base vs fine-tune, reply statistics, samples")
     _add_export(p := stage("export", "write the persona folder"))
     p = stage("all", "every stage in order (resumes where it stopped)")

@@ -34,6 +34,7 @@ from typing import Any, cast
 
 from engine.cancel import CancelToken
 from engine.fsutil import atomic_folder
+from engine.models.device import DEVICE_SETTINGS
 from training import checkpoints
 from training.checkpoints import Position
 from training.encode import MASKS, Collator, Mask, encode_all, pad_token_id, read_instances
@@ -41,7 +42,6 @@ from training.errors import TrainingError
 
 METHODS = ("full", "lora")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-DEVICES = ("auto", "cuda", "cpu")
 CONFIG_FILE = "config.json"
 LOG_FILE = "log.jsonl"
 FINAL_DIR = "final"
@@ -56,7 +56,9 @@ class TrainConfig:
 
     base_model: str  # Hub id ("microsoft/DialoGPT-medium"), model/persona folder, or persona id
     run_dir: str  # the run folder: dataset/ in, checkpoints/ final/ config.json log.jsonl out
-    method: str = "full"  # "full": every weight; "lora": a low-rank adapter on a frozen base
+    # The defaults are the command line's and the training dialog's (training/cli.py reads
+    # them from here): LoRA, sequences of 128 tokens as DialoGPT used, loss on the last turn.
+    method: str = "lora"  # "lora": a low-rank adapter on a frozen base; "full": every weight
     lora_r: int = 8  # LoRA rank: the adapter's capacity (and size)
     lora_alpha: int = 16  # LoRA scale numerator: updates are scaled by alpha / r
     lora_dropout: float = 0.05  # dropout on the adapter's input
@@ -68,8 +70,11 @@ class TrainConfig:
     warmup_steps: int = 0  # optimizer steps of linear warm-up, then linear decay to 0
     weight_decay: float = 0.0  # AdamW decoupled decay (not applied to biases and norms)
     max_grad_norm: float = 1.0  # gradient clipping; 0 disables
-    max_tokens: int = 256  # longest training sequence; longer dialogues lose old turns
-    mask: str = "responses"  # loss on: "responses" (not turn 1), "last" turn, or "none" masked
+    max_tokens: int = 128  # longest training sequence; longer dialogues lose old turns
+    # Loss on: the "last" turn, every "responses" turn (not turn 1), or "none" masked. Dataset
+    # instances are windows ending at each reply, so "last" trains every reply exactly once
+    # (with up to four turns of context); "responses" would train a reply once per window.
+    mask: str = "last"
     precision: str = "auto"  # "fp32", "fp16"/"bf16" (CUDA only), auto: bf16>fp16 on CUDA, fp32
     gradient_checkpointing: bool = False  # recompute activations: less memory, ~30% slower
     seed: int = 42  # seeds weights init (LoRA), dropout and the data order
@@ -81,7 +86,8 @@ class TrainConfig:
     data_dir: str | None = None  # folder of train.jsonl/validation.jsonl; None: run_dir/dataset
 
     def __post_init__(self) -> None:
-        choices = {"method": METHODS, "precision": PRECISIONS, "device": DEVICES, "mask": MASKS}
+        choices = {"method": METHODS, "precision": PRECISIONS, "device": DEVICE_SETTINGS,
+                   "mask": MASKS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise TrainingError(f"Training setting '{name}' must be one of "

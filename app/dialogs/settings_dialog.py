@@ -39,7 +39,8 @@ from app.widgets.level_meter import LevelMeter
 from app.workers import Worker, WorkerPool
 from engine import settings as settings_store
 from engine.errors import ConfigError, TalkError
-from engine.settings import ASR_MODELS, DEVICES, Settings
+from engine.models.device import DEVICE_SETTINGS
+from engine.settings import ASR_MODELS, Settings
 
 MIC_TEST_S = 2.0  # seconds the microphone test records
 SILENCE_DBFS = -60.0  # a test that never got louder than this heard nothing
@@ -276,8 +277,8 @@ class SettingsDialog(QDialog):
         self.token_status_label = QLabel("Checking the keyring…", box)
         form.addRow("", self.token_status_label)
 
-        self.device_combo = _choice_combo(box, {d: DEVICE_LABELS.get(d, d) for d in DEVICES},
-                                          self.settings.device)
+        self.device_combo = _choice_combo(
+            box, {d: DEVICE_LABELS.get(d, d) for d in DEVICE_SETTINGS}, self.settings.device)
         form.addRow(_buddy("&Device:", self.device_combo, box), self.device_combo)
         self.device_note_label = QLabel("Checking for CUDA…", box)
         form.addRow("", self.device_note_label)
