@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from PySide6.QtWidgets import (
 from app.widgets.level_meter import LevelMeter
 from app.workers import Worker, WorkerPool
 from engine.audio.frames import SAMPLE_RATE, dbfs
+from engine.audio.recording import Recording, record
 from engine.errors import TalkError
 from engine.fsutil import slug
 from engine.voices import store
@@ -67,14 +67,6 @@ class EncoderCache:
             return self._encoder
 
 
-@dataclass(frozen=True)
-class Recording:
-    """What a recording worker returns."""
-
-    audio: np.ndarray  # 16 kHz mono float32
-    lost: TalkError | None = None  # the microphone vanished midway; ``audio`` is what came before
-
-
 def default_microphone() -> Any:
     """The system's default input (sounddevice is imported here, off the GUI thread)."""
     from engine.audio.capture import Microphone
@@ -86,40 +78,11 @@ def record_sample(microphone_factory: Callable[[], Any], seconds: float, *,
                   progress: Callable[[tuple[float, float]], None], cancel: Any) -> Recording:
     """Record ``seconds`` of audio (less if cancelled); runs on a worker.
 
-    Time is counted in samples received, not on the clock, so a faster-than-real-time source
-    (a file standing in for the microphone) records the same audio a live one would.
-
-    Args:
-        microphone_factory: makes an unstarted microphone (start / blocks / stop).
-        seconds: how much to record.
-        progress: receives ``(level_dbfs, seconds_recorded)`` for each block.
-        cancel: a CancelToken; once cancelled, recording ends with what it has.
-
-    Raises:
-        CaptureError: the microphone could not be opened, or gave nothing before vanishing.
-
+    ``progress`` receives ``(level_dbfs, seconds_recorded)`` for each block (see
+    engine.audio.recording.record, which counts samples, not the clock).
     """
-    from engine.audio.capture import CaptureError
-
-    mic = microphone_factory()
-    blocks: list[np.ndarray] = []
-    received, lost = 0, None
-    try:
-        mic.start()
-        for block in mic.blocks():
-            blocks.append(block)
-            received += len(block)
-            progress((dbfs(block), received / SAMPLE_RATE))
-            if received >= seconds * SAMPLE_RATE or cancel.cancelled:
-                break
-    except CaptureError as err:
-        if not blocks:
-            raise
-        lost = err  # keep what was recorded; the checks will judge whether it is enough
-    finally:
-        mic.stop()
-    audio = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
-    return Recording(audio[: int(seconds * SAMPLE_RATE)], lost)
+    return record(microphone_factory(), seconds, cancel=cancel,
+                  on_block=lambda block, done: progress((dbfs(block), done)))
 
 
 def load_file(path: str) -> np.ndarray:

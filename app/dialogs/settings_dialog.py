@@ -79,22 +79,18 @@ def record_levels(factory: MicrophoneFactory, device: str | None, seconds: float
                   progress: Callable[[float], None], cancel: Any) -> float:
     """Record ``seconds`` from ``device``, reporting each block's level; the loudest, dBFS."""
     from engine.audio.frames import dbfs
+    from engine.audio.recording import record
 
-    microphone = factory(device)
-    wanted = int(seconds * SAMPLE_RATE)  # count samples, not wall time: a file source may be fast
-    loudest = -100.0
-    microphone.start()
-    try:
-        for block in microphone.blocks():
-            level = dbfs(block)
-            loudest = max(loudest, level)
-            progress(level)
-            wanted -= len(block)
-            if wanted <= 0 or cancel.cancelled:
-                break
-    finally:
-        microphone.stop()
-    return loudest
+    levels: list[float] = []
+
+    def heard(block: np.ndarray, _done: float) -> None:
+        levels.append(dbfs(block))
+        progress(levels[-1])
+
+    recording = record(factory(device), seconds, on_block=heard, cancel=cancel)
+    if recording.lost is not None:  # a test that lost the microphone has failed
+        raise recording.lost
+    return max(levels, default=-100.0)
 
 
 def speaker_tone() -> np.ndarray:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.cli.common import print_error
 from engine.cli.render import level_bar
 from engine.voices import store
 from engine.voices.passages import READ_ALOUD
@@ -89,27 +90,25 @@ def _encoder():
 def _record(seconds: float, device: str | None) -> np.ndarray:
     from engine.audio.capture import Microphone
     from engine.audio.frames import dbfs
+    from engine.audio.recording import record
 
     mic = Microphone(device)
     print("Read this aloud when the countdown ends:\n\n  " + READ_ALOUD + "\n")
     for n in (3, 2, 1):
         print(f"  {n}...", flush=True)
         time.sleep(1)
-    blocks: list[np.ndarray] = []
-    mic.start()
-    started = time.monotonic()
+
+    def shown(block: np.ndarray, done: float) -> None:
+        print(f"\r  recording {max(seconds - done, 0):4.1f} s |{level_bar(dbfs(block)):<30}|",
+              end="", flush=True)
+
     try:
-        for block in mic.blocks():
-            blocks.append(block)
-            left = seconds - (time.monotonic() - started)
-            print(f"\r  recording {max(left, 0):4.1f} s |{level_bar(dbfs(block)):<30}|", end="",
-                  flush=True)
-            if left <= 0:
-                break
+        recording = record(mic, seconds, on_block=shown)
     finally:
-        mic.stop()
         print()
-    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    if recording.lost is not None:  # keep what came before; the checks judge it
+        print_error(recording.lost)
+    return recording.audio
 
 
 def _consent(args: argparse.Namespace) -> str:
