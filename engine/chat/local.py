@@ -5,11 +5,11 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Generator, Iterator, Sequence
-from typing import Any, cast
+from typing import Any
 
 from engine.cancel import CancelToken
 from engine.chat.echo import guarded_stream
-from engine.chat.prompt import Prompt, PromptFormat, build_prompt
+from engine.chat.prompt import Prompt, build_prompt
 from engine.chat.types import Turn
 from engine.decoding import DecodingOptions
 from engine.errors import ChatError, TalkError
@@ -44,9 +44,7 @@ class LocalChat:
         return build_prompt(
             self.loaded.tokenizer,
             history,
-            # load_persona accepts only PROMPT_FORMATS; Persona keeps a str (engine.models
-            # sits below engine.chat and cannot name PromptFormat).
-            prompt_format=cast(PromptFormat, self.persona.prompt_format),
+            prompt_format=self.persona.prompt_format,
             context_tokens=self.loaded.context_tokens,
             reply_tokens=self.decoding.max_new_tokens,
             system_prompt=self.persona.system_prompt,

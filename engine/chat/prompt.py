@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from engine.chat.types import Turn
 from engine.errors import ChatError, PromptTooLongError
+from engine.models.persona import PromptFormat
 
-PromptFormat = Literal["dialogpt", "chat_template"]
 # Rough per-message cost of chat-template markup, used only to pick a first window quickly.
 _TEMPLATE_OVERHEAD_TOKENS = 8
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from engine.cancel import CancelToken
 from engine.chat.echo import guarded_stream
-from engine.chat.prompt import Prompt, PromptFormat, build_prompt
+from engine.chat.prompt import Prompt, build_prompt
 from engine.chat.types import Turn
 from engine.decoding import DecodingOptions
 from engine.errors import RemoteError
@@ -65,9 +65,8 @@ class RemoteChat:
 
     def build_prompt(self, history: Sequence[Turn]) -> Prompt:
         """Same prompt as the local backend would build."""
-        # load_persona accepts only PROMPT_FORMATS (see LocalChat.build_prompt).
         return build_prompt(self.tokenizer, history,
-                            prompt_format=cast(PromptFormat, self.persona.prompt_format),
+                            prompt_format=self.persona.prompt_format,
                             context_tokens=self.context_tokens,
                             reply_tokens=self.decoding.max_new_tokens,
                             system_prompt=self.persona.system_prompt)

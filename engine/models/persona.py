@@ -13,14 +13,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 from engine.decoding import DecodingOptions
 from engine.errors import PersonaError
 
 PERSONA_FILE = "persona.json"
 SCHEMA_VERSION = 1
-PROMPT_FORMATS = ("dialogpt", "chat_template")
+# How a persona's prompt is laid out: DialoGPT's turns joined by EOS, or the tokenizer's chat
+# template. One definition: the chat stage's prompt builder takes the same type.
+PromptFormat = Literal["dialogpt", "chat_template"]
+PROMPT_FORMATS: tuple[PromptFormat, ...] = get_args(PromptFormat)
 WEIGHT_SOURCES = ("folder", "hub", "package")
 
 
@@ -43,7 +46,7 @@ class Persona:
     folder: Path
     name: str
     base_model: str
-    prompt_format: str
+    prompt_format: PromptFormat
     description: str = ""
     system_prompt: str | None = None  # chat-template personas only
     context_tokens: int | None = None  # None: the model's own context length
@@ -119,7 +122,7 @@ def parse_persona(data: Any, folder: Path) -> Persona:
         folder=folder,
         name=name,
         base_model=_typed(data, "base_model", str, required=True),
-        prompt_format=prompt_format,
+        prompt_format=cast(PromptFormat, prompt_format),  # checked against PROMPT_FORMATS
         description=_typed(data, "description", str, required=False) or "",
         system_prompt=_typed(data, "system_prompt", str, required=False),
         context_tokens=context,

@@ -68,8 +68,13 @@ TURN_DONE = EventType.TURN_DONE
 ERROR = EventType.ERROR
 CANCELLED = EventType.CANCELLED
 
-# The stages an ERROR names.
-STAGES = ("transcribe", "chat", "tts", "pipeline")
+class Stage(StrEnum):
+    """The part of a turn an ERROR names (and a failed turn's ``failed_stage``)."""
+
+    TRANSCRIBE = "transcribe"
+    CHAT = "chat"
+    TTS = "tts"
+    PIPELINE = "pipeline"  # a bug: the turn failed outside every stage
 
 
 @dataclass(frozen=True)

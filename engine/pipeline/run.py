@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.cancel import CancelToken
-from engine.pipeline.events import Event, EventSink, EventType
+from engine.pipeline.events import Event, EventSink, EventType, Stage
 
 
 @dataclass
@@ -29,7 +29,7 @@ class TurnResult:
     user: str = ""
     reply: str = ""
     cut: bool = False
-    failed_stage: str | None = None
+    failed_stage: Stage | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds from the turn's start
 
 

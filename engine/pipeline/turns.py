@@ -20,7 +20,7 @@ import numpy as np
 from engine.conversation import ChatSession
 from engine.errors import ChatError, TalkError
 from engine.pipeline import events as ev
-from engine.pipeline.events import Event, EventSink, EventType
+from engine.pipeline.events import Event, EventSink, EventType, Stage
 from engine.pipeline.gate import DeviceGate
 from engine.pipeline.protocols import AudioPlayer, Recognizer, Synthesizer
 from engine.pipeline.run import TurnResult, TurnRun
@@ -40,7 +40,7 @@ class SynthesisError(TalkError):
 
 
 class _StageFailed(Exception):
-    def __init__(self, stage: str, error: TalkError):
+    def __init__(self, stage: Stage, error: TalkError):
         super().__init__(error.message)
         self.stage, self.error = stage, error
 
@@ -173,8 +173,8 @@ class VoicePipeline:
         try:
             self._turn(run, text, audio, result)
         except Exception as err:  # a bug must still end the turn visibly, never silently
-            result.failed_stage = "pipeline"
-            run.emit(ev.ERROR, stage="pipeline", code="internal_error",
+            result.failed_stage = Stage.PIPELINE
+            run.emit(ev.ERROR, stage=Stage.PIPELINE, code="internal_error",
                      message=f"The turn failed unexpectedly: {type(err).__name__}: {err}",
                      hint=None)
         finally:
@@ -189,7 +189,7 @@ class VoicePipeline:
             if audio is not None:
                 text = self._transcribe(run, audio)
                 if not text:
-                    raise _StageFailed("transcribe", TranscriptionError(
+                    raise _StageFailed(Stage.TRANSCRIBE, TranscriptionError(
                         "No words recognised.", hint="Speak a little louder or closer.",
                         code="no_speech"))
             result.user = text or ""
@@ -220,19 +220,19 @@ class VoicePipeline:
         # A tap of the talk key, or a key's auto-repeat, records silence; Whisper invents words
         # for silence ("Thank you.", "the"), so nothing without speech reaches it.
         if not has_speech(np.asarray(audio, dtype=np.float32), self.min_speech_s):
-            raise _StageFailed("transcribe", TranscriptionError(
+            raise _StageFailed(Stage.TRANSCRIBE, TranscriptionError(
                 "No speech heard.", hint="Hold the talk key (or Space) while you speak, and "
                 "let go when you are done.", code="no_speech"))
         recognizer = self.recognizer
         if recognizer is None:
-            raise _StageFailed("transcribe", TranscriptionError(
+            raise _StageFailed(Stage.TRANSCRIBE, TranscriptionError(
                 "Speech recognition is not loaded.", code="asr_not_ready"))
         try:
             transcript = self.gate.run(recognizer.transcribe, audio)
         except TalkError as err:
-            raise _StageFailed("transcribe", err) from err
+            raise _StageFailed(Stage.TRANSCRIBE, err) from err
         except Exception as err:
-            raise _StageFailed("transcribe", TranscriptionError(
+            raise _StageFailed(Stage.TRANSCRIBE, TranscriptionError(
                 f"Speech recognition failed: {err}")) from err
         run.mark("asr")
         text = transcript.text.strip()
@@ -267,7 +267,7 @@ class VoicePipeline:
             if not isinstance(err, TalkError):  # a model or tokenizer bug: say so, in words
                 err = ChatError(f"The reply failed: {type(err).__name__}: {err}",
                                 code="chat_crashed")
-            raise _StageFailed("chat", err) from err
+            raise _StageFailed(Stage.CHAT, err) from err
         reply = "".join(pieces).strip()
         run.mark("reply")
         run.emit(ev.REPLY_DONE, text=reply, cut=cancel.cancelled)
@@ -278,7 +278,7 @@ class VoicePipeline:
                     synth.put(sentence)
             synth.finish()
             if synth.error is not None:  # the reply stands as text; say why it was not spoken
-                run.emit(ev.ERROR, stage="tts", code=synth.error.code,
+                run.emit(ev.ERROR, stage=Stage.TTS, code=synth.error.code,
                          message=synth.error.message, hint=synth.error.hint)
             player = voice_out[1]
             while not cancel.cancelled and not player.wait(0.05):
