@@ -1,7 +1,7 @@
 """One download from the catalogue, with its progress bar and Cancel button.
 
 Shared by the "Models and personas" dialog and the first-run page, so both pull the same way:
-``engine.models.manager.pull`` in a worker, bytes shown as "MB done / MB in all (percent)",
+``engine.install.manager.pull`` in a worker, bytes shown as "MB done / MB in all (percent)",
 Cancel through the worker's cancel token. Only one pull runs per panel.
 """
 
@@ -40,7 +40,7 @@ def add_persona_folder(parent: QWidget, workers: WorkerPool, banner: Any, *,
         parent, "Choose a persona folder or a transformers checkpoint folder")
     if not folder:
         return False
-    from engine.models import manager
+    from engine.install import manager
 
     workers.run(manager.add_folder, Path(folder), name="add persona folder", on_done=on_added,
                 on_error=lambda err: banner.show_message(err, title="Add folder failed"),
@@ -73,7 +73,7 @@ def window_pull_error(err: TalkError, *, pull: str = "Pull",
 
 def pull_job(ref: str, *, progress: Any, cancel: CancelToken) -> Any:
     """Worker body: pull ``ref``, reporting ``("text", line)`` and ``("bytes", done, total)``."""
-    from engine.models import manager
+    from engine.install import manager
 
     return manager.pull(ref, progress=lambda line: progress(("text", line)),
                         on_bytes=lambda done, total: progress(("bytes", done, total)),

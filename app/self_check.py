@@ -130,9 +130,8 @@ def _speaker_encoder(work: Path) -> str:
 def _voice_runtime(work: Path) -> str:
     import torch
 
-    from engine.models.availability import voice_model_ready
     from engine.models.catalogue import tts_catalogue
-    from engine.tts.runtime import model_files, runtime
+    from engine.tts.runtime import model_files, runtime, voice_model_ready
 
     threads = torch.get_num_threads()
     version = getattr(runtime(), "__version__", None)

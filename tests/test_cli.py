@@ -124,7 +124,7 @@ def test_models_add_refuses_folders_that_could_not_load(data_dir, tiny_persona_d
     shutil.copytree(tiny_persona_dir, tmp_path / "base")
     (adapter / "adapter_config.json").write_text(json.dumps(
         {"base_model_name_or_path": "../base"}))
-    from engine.models.manager import add_folder
+    from engine.install.manager import add_folder
 
     assert add_folder(adapter, name="Adapted").base_model == str((tmp_path / "base").resolve())
 

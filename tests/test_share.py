@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine.errors import PersonaError
-from engine.models.share import MANIFEST, export_persona, import_persona
+from engine.install.share import MANIFEST, export_persona, import_persona
 
 
 def make_voice(name: str, level: float = 0.1, consent_by: str = "Joe") -> Path:
@@ -34,7 +34,7 @@ def make_voice(name: str, level: float = 0.1, consent_by: str = "Joe") -> Path:
 @pytest.fixture
 def installed_tiny(data_dir, tiny_persona_dir) -> str:
     """The tiny persona installed in the data folder, as `models add` does."""
-    from engine.models.manager import add_folder
+    from engine.install.manager import add_folder
 
     return add_folder(tiny_persona_dir, name="Grandpa Bot").id
 

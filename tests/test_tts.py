@@ -241,9 +241,9 @@ def hub(pocket_repos, tmp_path, monkeypatch):
 
 
 def test_pull_gets_cloning_weights_tokenizer_and_voices(tiny_catalogue, hub, data_dir):
-    from engine.models import manager
-    from engine.models.availability import voice_model_ready
+    from engine.install import manager
     from engine.models.catalogue import catalogue_entry
+    from engine.tts.runtime import voice_model_ready
 
     server = hub()
     lines: list[str] = []
@@ -264,8 +264,8 @@ def test_pull_gets_cloning_weights_tokenizer_and_voices(tiny_catalogue, hub, dat
 
 def test_gated_cloning_weights_fall_back_to_builtin_voices_and_say_why(tiny_catalogue, hub,
                                                                       data_dir):
-    from engine.models import manager
-    from engine.models.voice_pull import describe
+    from engine.install import manager
+    from engine.install.voice_pull import describe
 
     hub(gated=(CLONING_REPO,))
     lines: list[str] = []
@@ -281,7 +281,7 @@ def test_gated_cloning_weights_fall_back_to_builtin_voices_and_say_why(tiny_cata
 
 
 def test_a_token_without_access_is_told_apart(tiny_catalogue, hub, data_dir, monkeypatch):
-    from engine.models import manager
+    from engine.install import manager
 
     monkeypatch.setenv("HF_TOKEN", "hf_not_granted")
     hub(gated=(CLONING_REPO,))
@@ -290,7 +290,7 @@ def test_a_token_without_access_is_told_apart(tiny_catalogue, hub, data_dir, mon
 
 
 def test_a_token_the_hub_refuses_is_named_as_such(tiny_catalogue, hub, data_dir, monkeypatch):
-    from engine.models import manager
+    from engine.install import manager
 
     monkeypatch.setenv("HF_TOKEN", "hf_expired")
     hub(invalid_token="hf_expired")
@@ -337,7 +337,7 @@ def test_pull_offline_and_cancelled(tiny_catalogue, hub, data_dir, monkeypatch):
     from huggingface_hub import constants
 
     from engine.cancel import CancelToken
-    from engine.models import manager
+    from engine.install import manager
 
     hub()
     cancel = CancelToken()

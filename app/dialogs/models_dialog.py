@@ -72,9 +72,10 @@ class Row:
 
 def build_rows() -> tuple[list[Row], list[TalkError]]:
     """The table's rows, and the errors of persona folders that could not be read."""
-    from engine.models.availability import persona_status, voice_model_status
-    from engine.models.manager import folder_size
+    from engine.install.manager import folder_size
+    from engine.models.availability import persona_status
     from engine.models.registry import list_personas
+    from engine.tts.runtime import voice_model_status
 
     personas, errors = list_personas()
     by_id = {p.id: p for p in personas}
@@ -257,7 +258,7 @@ class ModelsDialog(QDialog):
         if isinstance(result, Persona):
             self.banner.show_message(f"{result.label} is ready.", level="info")
         else:  # a voice model: say whether it can clone, and how to get cloning if not
-            from engine.models.voice_pull import describe
+            from engine.install.voice_pull import describe
 
             self.banner.show_message(describe(result), level="info" if result.cloning
                                      else "warning")
@@ -278,7 +279,7 @@ class ModelsDialog(QDialog):
         row = self.selected_row()
         if row is None or row.persona is None:
             return
-        from engine.models import manager
+        from engine.install import manager
 
         if row.bundled:  # the engine refuses before touching anything; say why here
             try:
@@ -367,7 +368,7 @@ class ModelsDialog(QDialog):
                                               "Persona archives (*.zip)")
         if not path:
             return
-        from engine.models.share import export_persona
+        from engine.install.share import export_persona
 
         job = self._busy_sharing(True, f"Exporting {persona.label}…")
         self.workers.run(export_persona, persona.id, path, with_voice=with_voice,
@@ -390,7 +391,7 @@ class ModelsDialog(QDialog):
                                                   "Persona archives (*.zip)")
             if not path:
                 return
-        from engine.models.share import import_persona
+        from engine.install.share import import_persona
 
         job = self._busy_sharing(True, "Importing…")
         # ``name`` is the worker's own keyword: the new persona name goes in through partial.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from engine import paths
-from engine.models import manager
+from engine.install import manager
 from engine.models.catalogue import catalogue, tts_catalogue
 from engine.models.persona import Persona
 from engine.models.registry import list_personas
@@ -19,7 +19,7 @@ def run_models(args: argparse.Namespace) -> int:
     elif action == "pull":
         persona = manager.pull(args.name)
         if not isinstance(persona, Persona):
-            from engine.models.voice_pull import describe
+            from engine.install.voice_pull import describe
 
             print(describe(persona))
             print("Replies can now be spoken: talk-to-transformers chat --speak")
@@ -34,7 +34,7 @@ def run_models(args: argparse.Namespace) -> int:
         where = manager.remove(args.name, purge_cache=args.purge_cache)
         print(f"Removed {args.name} ({where}).")
     elif action == "export":
-        from engine.models.share import export_persona
+        from engine.install.share import export_persona
 
         done = export_persona(args.name, args.file, with_voice=not args.without_voice)
         voice = f" with the voice {done.voice}" if done.voice else " (no voice)"
@@ -43,7 +43,7 @@ def run_models(args: argparse.Namespace) -> int:
         for note in done.notes:
             print(f"  {note}")
     elif action == "import":
-        from engine.models.share import import_persona
+        from engine.install.share import import_persona
 
         got = import_persona(args.file, name=args.name)
         voice = f", speaking in {got.voice.name}" if got.voice is not None else ""
@@ -91,7 +91,7 @@ def _list() -> None:
         if entry.description:
             print(f"  {'':<18} {entry.description}")
     print("\nVoice models:")
-    from engine.models.availability import voice_model_status
+    from engine.tts.runtime import voice_model_status
 
     for entry in tts_catalogue():
         state = voice_model_status(entry)

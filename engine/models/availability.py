@@ -11,7 +11,6 @@ import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from engine import paths
 from engine.models.persona import Persona
@@ -138,8 +137,7 @@ class DiskUsage:
 
 def disk_usage() -> DiskUsage:
     """Bytes used now; hard-linked or symlinked files are counted once."""
-    from engine.models.catalogue import catalogue, tts_catalogue
-    from engine.tts.runtime import CLONING_REPO, PLAIN_REPO
+    from engine.models.catalogue import CLONING_REPO, PLAIN_REPO, catalogue, tts_catalogue
 
     repos = {e.repo_id or e.base_model for e in catalogue()}
     if tts_catalogue():
@@ -169,22 +167,3 @@ def _unique_size(roots: list[Path]) -> int:
                     seen.add((stat.st_dev, stat.st_ino))
                     total += stat.st_size
     return total
-
-
-def voice_model_ready(entry: Any) -> bool:
-    """Whether the catalogue voice model ``entry`` is pulled (weights and tokenizer cached)."""
-    return voice_model_status(entry) != "not downloaded"
-
-
-def voice_model_status(entry: Any) -> str:
-    """"ready", "ready, built-in voices only" (no cloning weights) or "not downloaded"."""
-    from engine.errors import MissingDependencyError
-    from engine.tts.runtime import model_files
-
-    try:
-        files = model_files(entry.config or "")
-        if not files.ready():
-            return "not downloaded"
-        return "ready" if files.can_clone() else "ready, built-in voices only"
-    except (MissingDependencyError, FileNotFoundError, ValueError):
-        return "not downloaded"

@@ -9,6 +9,11 @@ from typing import Any
 
 from engine import paths
 
+# Where the voice models' files come from (the catalogue's "tts" rows name configs whose files
+# live in these Hub repos).
+CLONING_REPO = "kyutai/pocket-tts"  # gated: accept the terms on the Hub, then use a token
+PLAIN_REPO = "kyutai/pocket-tts-without-voice-cloning"  # open: built-in voices only
+
 
 @dataclass(frozen=True)
 class CatalogueEntry:

@@ -6,8 +6,8 @@ after the first frame rather than after the sentence. Stopping the iteration (a 
 generation at the next frame.
 
 Weights, tokenizer and built-in voices are pulled by the app's model manager
-(:mod:`engine.models.voice_pull`); here they are only looked up in the Hub cache, so nothing is ever
-downloaded at run time. An enrolled voice is encoded once per model into the runtime's
+(:mod:`engine.install.voice_pull`); here they are only looked up in the Hub cache, so nothing is
+ever downloaded at run time. An enrolled voice is encoded once per model into the runtime's
 conditioning state, cached as safetensors in the voice folder.
 """
 
@@ -26,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from engine.errors import ModelLoadError, ModelNotAvailableError, TalkError
-from engine.tts.runtime import CLONING_REPO, DEFAULT_BUILTIN, ModelFiles, model_files, runtime
+from engine.models.catalogue import CLONING_REPO
+from engine.tts.runtime import DEFAULT_BUILTIN, ModelFiles, model_files, runtime
 from engine.tts.text import normalise
 from engine.tts.types import AudioChunk
 from engine.voices.builtin import BuiltinVoice
@@ -70,7 +71,7 @@ def resolve_model(model: str, device: str) -> tuple[str, str, bool]:
     if model.endswith((".yaml", ".yml")):
         return Path(model).stem, model, False
     if model == "auto":
-        from engine.models.availability import voice_model_ready
+        from engine.tts.runtime import voice_model_ready
 
         entries = tts_catalogue()
         entry = next((e for e in entries if device in e.default_on), entries[0])

@@ -18,14 +18,13 @@ from types import ModuleType
 from typing import Any
 
 from engine.errors import MissingDependencyError
+from engine.models.catalogue import PLAIN_REPO
 
 # Built-in voices the runtime documents for English (states precomputed per model by Kyutai,
 # in the repo without voice cloning). The runtime knows more names; these eight are the ones
 # its documentation lists and the ones a pull fetches.
 DEFAULT_BUILTIN = "alba"  # the runtime's own default speaker: speaks when no voice is chosen
 BUILTIN_VOICES = ("alba", "marius", "javert", "jean", "fantine", "cosette", "eponine", "azelma")
-CLONING_REPO = "kyutai/pocket-tts"  # gated: accept the terms on the Hub, then use a token
-PLAIN_REPO = "kyutai/pocket-tts-without-voice-cloning"  # open: built-in voices only
 
 
 @functools.lru_cache(maxsize=1)
@@ -172,3 +171,19 @@ def model_files(config: str) -> ModelFiles:
     cloning, plain = data.get("weights_path"), data.get("weights_path_without_voice_cloning")
     return ModelFiles(data, path, HubFile.parse(cloning) if cloning else None,
                       HubFile.parse(plain) if plain else None, tokenizer)
+
+
+def voice_model_ready(entry: Any) -> bool:
+    """Whether the catalogue voice model ``entry`` is pulled (weights and tokenizer cached)."""
+    return voice_model_status(entry) != "not downloaded"
+
+
+def voice_model_status(entry: Any) -> str:
+    """"ready", "ready, built-in voices only" (no cloning weights) or "not downloaded"."""
+    try:
+        files = model_files(entry.config or "")
+        if not files.ready():
+            return "not downloaded"
+        return "ready" if files.can_clone() else "ready, built-in voices only"
+    except (MissingDependencyError, FileNotFoundError, ValueError):
+        return "not downloaded"

@@ -355,7 +355,7 @@ def test_add_a_local_folder(dialog, qtbot, tiny_persona_dir, monkeypatch):
 def test_export_a_persona_with_its_voice_and_import_it_elsewhere(dialog, qtbot, app_data,
                                                                  tiny_persona_dir, tmp_path,
                                                                  monkeypatch):
-    from engine.models.manager import add_folder
+    from engine.install.manager import add_folder
     from engine.voices.pairing import pair, voice_for
     from tests.test_share import make_voice
 
@@ -513,7 +513,7 @@ def test_availability_needs_neither_torch_nor_transformers(tmp_path):
 
 def test_engine_pull_reports_bytes_and_cancels(app_data, online, repo):
     from engine.cancel import CancelToken
-    from engine.models import manager
+    from engine.install import manager
 
     token = CancelToken()
     reports: list[tuple[int, int | None]] = []
@@ -540,8 +540,8 @@ def test_engine_pull_reports_bytes_and_cancels(app_data, online, repo):
 
 def test_a_network_failure_reads_as_the_window_speaks(monkeypatch):
     from app.pull_task import window_pull_error
+    from engine.install.manager import _offline_error
     from engine.models.catalogue import catalogue_entry
-    from engine.models.manager import _offline_error
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     engine_error = _offline_error(catalogue_entry("dialogpt-small"),

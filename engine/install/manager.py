@@ -26,7 +26,7 @@ from engine.models.persona import PERSONA_FILE, Persona, load_persona
 from engine.net import is_network_error
 
 if TYPE_CHECKING:
-    from engine.models.voice_pull import VoicePull
+    from engine.install.voice_pull import VoicePull
 
 # What a chat persona needs from a Hub repo; everything else (TF/Flax/ONNX weights) is skipped.
 _CONFIG_PATTERNS = ["*.json", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
@@ -280,7 +280,7 @@ def _pull_voice_model(entry: CatalogueEntry, progress: Callable[[str], None],
                       cancel: Cancellable | None) -> VoicePull:
     from huggingface_hub import constants as hub_constants
 
-    from engine.models.voice_pull import pull_voice_model
+    from engine.install.voice_pull import pull_voice_model
     from engine.secrets import hf_token
 
     bytes_progress = _ByteProgress(entry, on_bytes, cancel, None)
