@@ -13,13 +13,14 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from app.backends import EngineBackends
+from app.widgets.chat_view import Message
 from app.workers import WorkerPool
 from engine import paths
 from engine.errors import TalkError
 from engine.pipeline import events as ev
 from engine.pipeline.events import Event
 from engine.settings import Settings
-from engine.store import ConversationStore
+from engine.store import Conversation, ConversationStore
 
 # Part states, as shown in the window.
 LOADING, READY, FAILED, OFF = "loading", "ready", "failed", "off"
@@ -36,6 +37,7 @@ class Controller(QObject):
     session_ready = Signal(int)  # a conversation is open and the chat model loaded: its id
     conversations_changed = Signal()  # a turn was stored or a conversation added
     hands_free_changed = Signal(bool)  # hands-free listening turned on or off (or failed)
+    settings_error = Signal(object)  # TalkError: the settings file could not be written
     _hands_free_failed = Signal(object)  # from the listening thread, to the GUI thread
 
     def __init__(self, settings: Settings, *, backends: EngineBackends | None = None,
@@ -298,7 +300,55 @@ class Controller(QObject):
                 self.set_hands_free(False)
                 self.set_hands_free(True)
 
+    def save_settings(self, settings: Settings) -> None:
+        """Use ``settings`` from now on and write them to the settings file.
+
+        A failed write is reported through :attr:`settings_error`; the settings apply anyway.
+        """
+        from engine import settings as settings_file
+
+        self.settings = settings
+        try:
+            settings_file.save(settings)
+        except TalkError as err:
+            self.settings_error.emit(err)
+
     # -- conversations ------------------------------------------------------------------------
+    def list_conversations(self, text: str = "") -> list[Conversation]:
+        """The stored conversations, most recent first; only those containing ``text`` if any."""
+        return self.store.search(text) if text else self.store.conversations()
+
+    def conversation_messages(self, conversation_id: int) -> list[Message]:
+        """A stored conversation's turns as messages to show, each reply by its persona's name.
+
+        Raises:
+            TalkError: the conversation could not be read.
+
+        """
+        names = _persona_labels()
+        return [Message(t.role, t.text, t.created, t.status,
+                        names.get(t.persona) if t.role == "assistant" else None)
+                for t in self.store.turns(conversation_id)]
+
+    def title_suggestion(self, conversation_id: int) -> str:
+        """The title to offer when renaming: the current one, else the opening words."""
+        current = next((c.title for c in self.store.conversations()
+                        if c.id == conversation_id), "")
+        if current:
+            return current
+        first = next((t.text for t in self.store.turns(conversation_id)
+                      if t.role == "user" and t.text), "")
+        return " ".join(first.split())[:60] or "New conversation"
+
+    def rename_conversation(self, conversation_id: int, title: str) -> None:
+        """Set a conversation's title (trimmed, at most 200 characters).
+
+        Raises:
+            TalkError: the database could not be written.
+
+        """
+        self.store.rename(conversation_id, title.strip()[:200])
+
     def open_conversation(self, conversation_id: int) -> None:
         """Continue a stored conversation (stops a running reply first)."""
         self.conversation_id = conversation_id
@@ -562,6 +612,14 @@ class Controller(QObject):
             self.player = None
         self._session_store.close()
         self.store.close()
+
+
+def _persona_labels() -> dict[str, str]:
+    """Persona id → the name shown for it (read from persona.json files: no model loads)."""
+    from engine.models.registry import list_personas
+
+    personas, _broken = list_personas()
+    return {p.id: p.label for p in personas}
 
 
 def _sweep_leftovers() -> None:

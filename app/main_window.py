@@ -6,11 +6,10 @@ reports through signals, which this window turns into widget changes.
 
 from __future__ import annotations
 
-import time
-from typing import Any, cast
+from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeyEvent, QKeySequence
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
@@ -30,31 +29,16 @@ from PySide6.QtWidgets import (
 )
 
 from app.controller import FAILED, LOADING, READY, Controller
+from app.talk_key import TalkKey
+from app.turn_view import TurnView
 from app.widgets.banner import Banner
-from app.widgets.chat_view import ChatView, Message
+from app.widgets.chat_view import ChatView
 from app.widgets.conversation_list import ConversationList
 from app.widgets.level_meter import LevelMeter
 from engine.errors import TalkError
-from engine.pipeline import events as ev
 from engine.settings import Settings
 
-STAGE_TEXT = {
-    ev.LISTENING: "Listening…",
-    ev.SPEECH_STARTED: "Hearing you…",
-    ev.SPEECH_ENDED: "Transcribing…",
-    ev.TRANSCRIPT: "Thinking…",
-    ev.REPLY_TOKEN: "Replying…",
-    ev.SPEAKING_STARTED: "Speaking…",
-}
 TALK_TEXT = "Hold to talk  (Space)"
-# A held key repeats as release+press pairs; after about a second Qt stops flagging them as
-# auto-repeats. A release followed by a press within this time is such a pair, not a release.
-RELEASE_DEBOUNCE_MS = 40
-# Events that belong to one turn (they carry data["turn"]); others are capture-side.
-TURN_EVENTS = {ev.TRANSCRIPT, ev.REPLY_TOKEN, ev.REPLY_DONE, ev.SPEAKING_STARTED,
-               ev.SPEAKING_ENDED, ev.TURN_DONE, ev.ERROR, ev.CANCELLED}
-TIMING_LABELS = (("asr", "heard"), ("first_token", "first word"), ("first_audio", "first audio"),
-                 ("total", "total"))
 
 
 class MessageBox(QPlainTextEdit):
@@ -80,26 +64,26 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("Talk To Transformers")
         self.resize(1000, 700)
         self.controller = controller or Controller(settings, parent=self)
-        self.settings = settings
         self._build()
+        self.turn_view = TurnView(
+            self.controller, chat_view=self.chat_view, stage_label=self.stage_label,
+            timings_label=self.timings_label, stop_button=self.stop_button, banner=self.banner,
+            level_meter=self.level_meter, focus_after_stop=self.input, parent=self)
         self._connect()
-        self._space_down = False
-        self._space_released_at = 0.0  # perf_counter() of a release waiting out the debounce
-        self._release_timer = QTimer(self)
-        self._release_timer.setSingleShot(True)
-        self._release_timer.setInterval(RELEASE_DEBOUNCE_MS)
-        self._release_timer.timeout.connect(self._space_released)
         self._hands_free_started = False
-        self._turn: int | None = None  # the pipeline turn whose events the chat view shows
-        app = QApplication.instance()
-        assert app is not None  # typed Optional, but no widget exists without the application
-        app.installEventFilter(self)
+        self.talk_key = TalkKey(self, applies=self._space_means_talk, on_press=self._talk_key_down,
+                                on_release=self._talk_key_up)
         self.refresh_conversations()
         self._show_conversation(self.controller.conversation_id)
         self.refresh_personas()
         self.refresh_voices()
         if settings_warning:
             self.banner.show_message(settings_warning, "warning", "Settings")
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in use (the controller owns them)."""
+        return self.controller.settings
 
     # -- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
@@ -247,8 +231,9 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         c = self.controller
-        c.pipeline_event.connect(self._on_event)
+        c.pipeline_event.connect(self.turn_view.on_event)
         c.error.connect(self._on_error)
+        c.settings_error.connect(self._on_settings_error)
         c.part_state.connect(self._on_part_state)
         c.session_ready.connect(self._on_session_ready)
         c.conversations_changed.connect(self.refresh_conversations)
@@ -294,7 +279,7 @@ class MainWindow(QMainWindow):
     def _first_persona_ready(self, persona_id: str) -> None:
         self.stack.setCurrentWidget(self.chat_view)
         self.composer.show()
-        self._save_settings(self.settings.replace(persona=persona_id))
+        self.controller.save_settings(self.settings.replace(persona=persona_id))
         self.refresh_personas()
         self.controller.start()
 
@@ -303,9 +288,7 @@ class MainWindow(QMainWindow):
         """Reload the conversation list (filtered by the search box)."""
         if self.controller.closed:
             return
-        text = self.conversations.search_edit.text().strip()
-        store = self.controller.store
-        found = store.search(text) if text else store.conversations()
+        found = self.controller.list_conversations(self.conversations.search_edit.text().strip())
         self.conversations.set_conversations(found, self.controller.conversation_id)
 
     def refresh_personas(self) -> None:
@@ -345,19 +328,16 @@ class MainWindow(QMainWindow):
         index = self.voice_combo.findData(self.settings.voice)
         self.voice_combo.setCurrentIndex(max(0, index))
         if self.settings.voice and index < 0:  # the saved voice was deleted or renamed
-            self._save_settings(self.settings.replace(voice=None))
+            self.controller.save_settings(self.settings.replace(voice=None))
         self.controller.set_voice(self.voice_combo.currentData())
 
     # -- conversations ------------------------------------------------------------------------
     def _show_conversation(self, conversation_id: int | None) -> None:
-        self._turn = None  # a turn still winding down belongs to the previous view
+        self.turn_view.forget_turn()
         messages = []
         if conversation_id is not None:
             try:
-                names = _persona_labels()  # each reply by the persona that gave it
-                messages = [Message(t.role, t.text, t.created, t.status,
-                                    names.get(t.persona) if t.role == "assistant" else None)
-                            for t in self.controller.store.turns(conversation_id)]
+                messages = self.controller.conversation_messages(conversation_id)
             except TalkError as err:
                 self.banner.show_message(err, "error", "Conversations")
         self.chat_view.set_messages(messages)
@@ -370,7 +350,7 @@ class MainWindow(QMainWindow):
 
     def new_conversation(self) -> None:
         """Start a new conversation."""
-        self._turn = None
+        self.turn_view.forget_turn()
         try:
             self.controller.new_conversation()
         except TalkError as err:
@@ -381,17 +361,12 @@ class MainWindow(QMainWindow):
         self.input.setFocus()
 
     def _rename_conversation(self, conversation_id: int) -> None:
-        current = next((c.title for c in self.controller.store.conversations()
-                        if c.id == conversation_id), "")
-        if not current:  # untitled: offer its opening words rather than an empty box
-            first = next((t.text for t in self.controller.store.turns(conversation_id)
-                          if t.role == "user" and t.text), "")
-            current = " ".join(first.split())[:60] or "New conversation"
+        current = self.controller.title_suggestion(conversation_id)
         title, ok = QInputDialog.getText(self, "Rename conversation", "Title:",
                                          QLineEdit.EchoMode.Normal, current)
         if ok and title.strip():
             try:
-                self.controller.store.rename(conversation_id, title.strip()[:200])
+                self.controller.rename_conversation(conversation_id, title)
             except TalkError as err:
                 self.banner.show_message(err, "error", "Conversations")
             self.refresh_conversations()
@@ -408,7 +383,6 @@ class MainWindow(QMainWindow):
             self.banner.show_message(err, "error", "Conversations")
             return
         if was_open:  # the controller opened the latest other conversation (or a new one)
-            self._turn = None
             self._show_conversation(self.controller.conversation_id)
         self.refresh_conversations()
 
@@ -451,80 +425,7 @@ class MainWindow(QMainWindow):
         self.talk_button.setEnabled(not on)
         if not on:
             self.level_meter.reset()
-            self._set_idle_stage()
-
-    def _on_event(self, event) -> None:
-        if self.controller.closed:
-            return
-        kind, data = event.type, event.data
-        if kind == ev.LEVEL:
-            self.level_meter.set_level(data.get("dbfs", -60.0))
-            return
-        if kind == ev.TURN_STARTED:
-            self._turn = data.get("turn")
-        elif kind in TURN_EVENTS and data.get("turn") != self._turn:
-            return  # from a turn that was stopped, or belongs to another conversation
-        if kind in STAGE_TEXT and not self.controller.talking:
-            self.stage_label.setText(STAGE_TEXT[kind])
-        if kind == ev.TURN_STARTED:
-            if self.chat_view.streaming:  # an interrupted reply whose end we have not seen
-                self.chat_view.end_reply(cut=True)
-            if not data.get("spoken"):
-                self.chat_view.add_message(Message("user", data.get("text", ""), _now()))
-                self.stage_label.setText("Thinking…")
-            self.stop_button.setEnabled(True)
-        elif kind == ev.TRANSCRIPT:
-            self.chat_view.add_message(Message("user", data.get("text", ""), _now()))
-        elif kind == ev.REPLY_TOKEN:
-            self.chat_view.append_reply(data.get("text", ""))
-        elif kind == ev.REPLY_DONE:
-            self.chat_view.end_reply(cut=bool(data.get("cut")))
-        elif kind == ev.TURN_DONE:
-            last = self.chat_view.messages[-1] if self.chat_view.messages else None
-            if data.get("cut") and last is not None and last.role == "assistant" and (
-                    last.text != data.get("reply", last.text)):
-                # A spoken reply is kept as what the voice said before it was cut.
-                last.text = data.get("reply", "")
-                self.chat_view.set_messages(list(self.chat_view.messages))
-            self._disable_stop()
-            self._set_idle_stage()
-            self.timings_label.setText(_timings_text(data.get("timings", {})))
-            # A turn went through: what stopped earlier ones (no speech, server down) is gone.
-            self.banner.clear("chat", "asr", "talk")
-        elif kind == ev.ERROR:
-            self.chat_view.end_reply(failed=True)
-            last = self.chat_view.messages[-1] if self.chat_view.messages else None
-            if data.get("stage") == "chat" and last is not None and last.role == "user":
-                # Stored the same way (engine.conversation): the question is not left hanging.
-                self.chat_view.add_message(Message("assistant", "", _now(), "failed"))
-            self._disable_stop()
-            stage = {"transcribe": "Speech recognition", "chat": "Reply",
-                     "tts": "Voice"}.get(data.get("stage", ""), "Error")
-            err = TalkError(data.get("message", "Something went wrong."), hint=data.get("hint"),
-                            code=data.get("code"))
-            topic = {"transcribe": "asr", "chat": "chat", "tts": "voice"}.get(
-                data.get("stage", ""))
-            self.banner.show_message(err, "warning" if stage == "Voice" else "error", stage,
-                                     topic=topic)
-            self._set_idle_stage()
-        elif kind == ev.CANCELLED and not self.controller.talking:
-            self.stage_label.setText(f"Stopped ({data.get('reason', 'interrupted')}).")
-
-    def _disable_stop(self) -> None:
-        """The reply is over: Stop greys out, and its keyboard focus goes to the message box.
-
-        Qt would hand it to the next widget in the chain: the conversation search.
-        """
-        had_focus = self.stop_button.hasFocus()
-        self.stop_button.setEnabled(False)
-        if had_focus:
-            self.input.setFocus()
-
-    def _set_idle_stage(self) -> None:
-        if self.controller.talking:
-            self.stage_label.setText("Listening…")
-        else:
-            self.stage_label.setText("Listening…" if self.controller.hands_free else "Ready")
+            self.turn_view.set_idle_stage()
 
     def _on_error(self, where: str, err: TalkError) -> None:
         topic = {"Chat model": "chat", "Persona": "chat", "Speech recognition": "asr",
@@ -533,6 +434,9 @@ class MainWindow(QMainWindow):
         if where in ("Microphone", "Talk", "Hands-free"):
             self.level_meter.reset()
             self._reset_talk_button()
+
+    def _on_settings_error(self, err: TalkError) -> None:
+        self.banner.show_message(err, "error", "Settings")
 
     def _on_part_state(self, part: str, state: str, text: str) -> None:
         if state in (READY, "off"):  # it works again (or is not wanted): its error is stale
@@ -557,7 +461,7 @@ class MainWindow(QMainWindow):
             self._use_persona_voice(persona)
             if self.settings.persona != persona.id and self.settings.persona in (
                     self.persona_combo.itemData(i) for i in range(self.persona_combo.count())):
-                self._save_settings(self.settings.replace(persona=persona.id))
+                self.controller.save_settings(self.settings.replace(persona=persona.id))
         elif state == FAILED and part == "chat":
             self.stage_label.setText("No persona loaded — see the message above.")
         if not loading and self.stage_label.text().startswith(("Load", "Preparing")):
@@ -596,7 +500,7 @@ class MainWindow(QMainWindow):
             return  # no voice of its own (or it is gone): keep the one chosen
         self.voice_combo.setCurrentIndex(index)
         self.controller.set_voice(ref)
-        self._save_settings(self.settings.replace(voice=ref))
+        self.controller.save_settings(self.settings.replace(voice=ref))
 
     def _persona_paired(self, persona_id: str) -> None:
         """A persona was given a voice elsewhere: follow it if that persona is speaking now."""
@@ -606,21 +510,11 @@ class MainWindow(QMainWindow):
     def _voice_chosen(self, index: int) -> None:
         name = self.voice_combo.itemData(index)
         self.controller.set_voice(name)
-        self._save_settings(self.settings.replace(voice=name))
+        self.controller.save_settings(self.settings.replace(voice=name))
         if self.controller.persona is not None:  # remembered for the persona speaking now
             from engine.voices.pairing import pair
 
             pair(self.controller.persona.id, name)
-
-    def _save_settings(self, settings: Settings) -> None:
-        from engine import settings as settings_file
-
-        self.settings = settings
-        self.controller.settings = settings
-        try:
-            settings_file.save(settings)
-        except TalkError as err:
-            self.banner.show_message(err, "error", "Settings")
 
     # -- dialogs ------------------------------------------------------------------------------
     def open_models(self) -> None:
@@ -683,7 +577,6 @@ class MainWindow(QMainWindow):
         self.settings_dialog = dialog
 
     def _settings_saved(self, settings: Settings) -> None:
-        self.settings = settings
         self.controller.apply_settings(settings)
 
     def _show_shortcuts(self) -> None:
@@ -697,69 +590,33 @@ class MainWindow(QMainWindow):
             "Ctrl+Q — quit"))
 
     # -- hold-to-talk key ---------------------------------------------------------------------
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
-        """Space held in the conversation (not while typing) is the talk key."""
-        kind = event.type()
-        if kind == QEvent.Type.WindowDeactivate and watched is self and self._space_down:
-            # Alt+Tab with Space held: the key-up goes elsewhere, so end the recording here.
-            self._release_timer.stop()
-            self._space_released_at = time.perf_counter()
-            self._space_released()
-            return False
-        if kind not in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease):
-            return False
-        # A key press or release is a QKeyEvent, and PySide6 hands the filter that subclass;
-        # the stubs only know the QEvent of the signature.
-        key_event = cast(QKeyEvent, event)
-        if key_event.key() != Qt.Key.Key_Space or not self.isActiveWindow():
-            return False
-        # Space is the talk key only where it means nothing else: not in the text box, not on
-        # another button, list or selector (Space presses or selects those).
-        focus = QApplication.focusWidget()
-        if focus not in (None, self, self.chat_view, self.talk_button) or (
-                self.stack.currentWidget() is not self.chat_view):
-            return False
-        if key_event.isAutoRepeat():
-            return True
-        if kind == QEvent.Type.KeyPress:
-            if self._release_timer.isActive():  # an unflagged auto-repeat pair: still held
-                self._release_timer.stop()
-            elif not self._space_down:
-                self._space_down = True
-                self.talk_button.setDown(True)
-                self.press_talk()
-        elif kind == QEvent.Type.KeyRelease and self._space_down:
-            self._space_released_at = time.perf_counter()  # the turn's latency counts from here
-            self._release_timer.start()
-        return True
+    def _space_means_talk(self) -> bool:
+        """Whether Space is the talk key now (only while the chat is shown).
 
-    def _space_released(self) -> None:
-        """The talk key is really up (no press followed its release)."""
-        if not self._space_down:
-            return
-        self._space_down = False
+        Not in the text box, not on another button, list or selector: Space presses or selects
+        those.
+        """
+        focus = QApplication.focusWidget()
+        return focus in (None, self, self.chat_view, self.talk_button) and (
+            self.stack.currentWidget() is self.chat_view)
+
+    def _talk_key_down(self) -> None:
+        self.talk_button.setDown(True)
+        self.press_talk()
+
+    def _talk_key_up(self, released_at: float) -> None:
         self.talk_button.setDown(False)
-        self.release_talk(self._space_released_at)
+        self.release_talk(released_at)
 
     # -- closing ------------------------------------------------------------------------------
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
         """Stop listening, stop the reply (kept as cut), wait for every thread."""
-        app = QApplication.instance()
-        assert app is not None  # as in __init__: the window lives inside the application
-        app.removeEventFilter(self)
+        self.talk_key.detach()
         if self.training_dialog is not None:
             self.training_dialog.close()  # the trainer stops at a checkpoint
         self.hide()
         self.controller.shutdown()
         event.accept()
-
-
-def _persona_labels() -> dict[str, str]:
-    """Persona id → the name shown for it (read from persona.json files: no model loads)."""
-    from engine.models.registry import list_personas
-
-    personas, _broken = list_personas()
-    return {p.id: p.label for p in personas}
 
 
 def _fit_names(combo: QComboBox) -> None:
@@ -778,17 +635,6 @@ def _icon(name: str) -> QIcon:
     from engine import paths
 
     return QIcon(str(paths.resources_dir() / "icons" / f"{name}.svg"))
-
-
-def _now() -> float:
-    import time
-
-    return time.time()
-
-
-def _timings_text(timings: dict[str, float]) -> str:
-    parts = [f"{label} {timings[key]:.2f} s" for key, label in TIMING_LABELS if key in timings]
-    return "Last turn: " + " · ".join(parts) if parts else ""
 
 
 def schedule(fn, delay_ms: int = 0) -> None:
