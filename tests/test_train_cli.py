@@ -141,3 +141,79 @@ def test_the_berkeley_recipe_fills_in_the_original_settings():
     mine = parser.parse_args(["all", "--recipe", "berkeley", "--base", "starter"])
     _apply_recipe(mine, parser)
     assert mine.base == "starter"  # a flag given on the command line wins over the recipe
+
+
+EVERY_EVENT = [
+    dict(stage="scrape", event="start", text="r/berkeley: top posts (all), up to 5 threads"),
+    dict(stage="scrape", event="progress", done=3, total=5, title="Where to study?"),
+    dict(stage="train", event="progress", step=12, total_steps=96, loss=3.21, tokens_per_s=812.5,
+         eta_s=95.0, epoch=0.25, lr=5e-05),
+    dict(stage="evaluate", event="progress", phase="score", model="base", done=1, total=4,
+         title="scoring (base)"),
+    dict(stage="filter", event="done", text="kept 9 comments",
+         report={"kept_comments": 9, "rules": {"deleted": 1}}),
+    dict(stage="train", event="done", text="stopped at step 4/96", status="cancelled", step=4),
+    dict(stage="evaluate", event="done", text="perplexity 40.1 → 12.3",
+         figures={"perplexity": {"base": 40.1, "finetuned": 12.3}}),
+    dict(stage="export", event="done", text="persona 'grandpa' is ready", persona="grandpa"),
+    dict(stage="export", event="skip", status="exists", text="a persona 'Grandpa' exists"),
+    dict(stage="all", event="note", text="stopped; run the same command again to continue"),
+    dict(stage="", event="error", code="internal_error", message="Training stopped.",
+         hint="Run it again."),
+]
+
+
+def test_every_progress_message_survives_its_json_line():
+    from training.messages import EVENTS, ProgressMessage
+
+    assert {d["event"] for d in EVERY_EVENT} == set(EVENTS)
+    for wire in EVERY_EVENT:
+        message = ProgressMessage.of(**wire)
+        line = message.to_json()
+        assert "\n" not in line and json.loads(line) == wire  # the protocol's flat object
+        assert ProgressMessage.from_json(line) == message
+    train = ProgressMessage.of(**EVERY_EVENT[2])
+    assert (train.step, train.total_steps, train.loss, train.eta_s) == (12, 96, 3.21, 95.0)
+    assert dict(train.data) == {"epoch": 0.25, "lr": 5e-05}  # the rest travels as it came
+
+
+def test_the_reporter_writes_messages_for_programs_and_lines_for_people():
+    import io
+
+    from training.messages import ProgressMessage
+    from training.reporter import Reporter
+
+    out = io.StringIO()
+    report = Reporter(True, out)
+    report.emit("train", "start", text="full fine-tune")
+    report.progress("scrape")(2, 5, "A thread")
+    report.progress("train")({"step": 1, "total_steps": 6, "loss": 4.0, "eta_s": 65})
+    read = [ProgressMessage.from_json(line) for line in out.getvalue().splitlines()]
+    assert [(m.stage, m.event) for m in read] == [("train", "start"), ("scrape", "progress"),
+                                                  ("train", "progress")]
+    assert (read[1].done, read[1].total, read[1].title) == (2, 5, "A thread")
+    people = io.StringIO()
+    report = Reporter(False, people)
+    report.emit("train", "start", text="full fine-tune")
+    report.progress("train")({"step": 6, "total_steps": 6, "loss": 4.0, "eta_s": 65})
+    report.emit("train", "done", text="6 steps")
+    assert people.getvalue() == ("[train] full fine-tune\n\r  step 6/6 · loss 4.000 · ETA "
+                                 "1m05s\033[K\n[train] 6 steps\n")
+
+
+@pytest.mark.parametrize(("line", "says"), [
+    ("{not json", "not JSON"),
+    ("[1, 2]", "not a JSON object"),
+    ('{"event": "done"}', "needs a text 'stage'"),
+    ('{"stage": "train", "event": "finished"}', "Unknown progress event 'finished'"),
+    ('{"stage": "train", "event": "progress", "step": "twelve"}', "'step' has a wrong value"),
+    ('{"stage": "train", "event": "progress", "loss": true}', "'loss' has a wrong value"),
+    ('{"stage": "evaluate", "event": "done", "figures": [1]}', "'figures' has a wrong value"),
+])
+def test_a_malformed_progress_line_is_rejected_with_a_clear_error(line, says):
+    from training.messages import ProgressLineError, ProgressMessage
+
+    with pytest.raises(ProgressLineError, match="progress message|progress event|progress "
+                       "field") as caught:
+        ProgressMessage.from_json(line)
+    assert says in caught.value.message and caught.value.code == "progress_line_invalid"

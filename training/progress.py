@@ -1,19 +1,21 @@
 """What a watcher of ``train all --progress-json`` shows: stage marks, bar text, figures.
 
-The app's training dialog reads the trainer's JSON lines. The wording, and the small decisions
-made from those lines (which stages a source goes through, where a stopped run stands, whether a
-run can be resumed, how the evaluation reads), live here, free of Qt, so they are tested with
-plain data.
+The app's training dialog reads the trainer's JSON lines as ``training.messages.ProgressMessage``.
+The wording, and the small decisions made from those messages (which stages a source goes
+through, where a stopped run stands, whether a run can be resumed, how the evaluation reads), live
+here, free of Qt, so they are tested with plain data.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.cli import STAGES
+from training.messages import ProgressMessage
+from training.runs import STAGES
 
 if TYPE_CHECKING:
     from training.train import TrainConfig
@@ -51,20 +53,20 @@ def stopped_text(step: int | None, total: int | None) -> str:
     return f"Stopped at step {step}" if step else "Stopped"
 
 
-def evaluate_text(data: dict[str, Any]) -> str:
+def evaluate_text(message: ProgressMessage) -> str:
     """What the evaluate stage is doing, from one of its progress reports."""
-    phase, model = data.get("phase"), MODEL_WORDS.get(data.get("model", ""), "model")
-    done, total = int(data.get("done") or 0), int(data.get("total") or 0)
+    phase, model = message.phase, MODEL_WORDS.get(message.model or "", "model")
+    done, total = message.done or 0, message.total or 0
     if phase == "load":
         return f"Loading the {model}…"
     if phase == "score":
         return f"Scoring the validation set with the {model}: {done}/{total} batches…"
     if phase == "reply":
         return f"Writing sample replies with the {model} {done}/{total}"
-    return str(data.get("title", ""))
+    return message.title or ""
 
 
-def evaluation_summary(figures: dict[str, Any]) -> str:
+def evaluation_summary(figures: Mapping[str, Any]) -> str:
     """The evaluation as text: perplexity base → fine-tuned, then each sample prompt's replies."""
     perplexity = figures.get("perplexity") or {}
     examples = (figures.get("validation") or {}).get("examples")

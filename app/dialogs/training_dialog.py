@@ -6,13 +6,15 @@ the window down. The dialog reads its JSON progress lines: a row per stage, a pr
 ETA and a live loss plot, then the evaluation's figures. Stop sends SIGTERM (the trainer saves a
 checkpoint first); Resume runs the same command, which carries on from that checkpoint, and is
 offered only while the run folder of the name and settings chosen holds one. What the messages
-mean in words lives in ``training.progress`` (no Qt).
+mean in words lives in ``training.progress`` (no Qt); each line is read as a
+``training.messages.ProgressMessage``, and a line that claims to be one but is not is reported in
+the banner (the run goes on).
 """
 
 from __future__ import annotations
 
-import json
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,7 @@ from PySide6.QtWidgets import (
 from app.bundle import training_command_prefix
 from app.widgets.banner import Banner
 from engine.errors import TalkError
-from training.cli import STAGES, format_duration
+from training.messages import ProgressLineError, ProgressMessage
 from training.progress import (
     STAGE_NAMES,
     STATE_WORDS,
@@ -52,6 +54,8 @@ from training.progress import (
     stages_for,
     stopped_text,
 )
+from training.reporter import format_duration
+from training.runs import STAGES
 
 # Base models offered, with their parameter counts (for the memory estimate).
 BASES = (("microsoft/DialoGPT-small", "DialoGPT small (117M)", 124_000_000),
@@ -196,6 +200,7 @@ class TrainingDialog(QDialog):
         self._buffer = ""
         self._stderr = ""
         self._failed: TalkError | None = None
+        self._bad_line: ProgressLineError | None = None  # the first unreadable message of a run
         self.stage_state: dict[str, str] = {}
         self._exported = False
         self._total_steps: int | None = None  # of the training seen last (a stop shows it)
@@ -451,7 +456,8 @@ class TrainingDialog(QDialog):
         if not name:
             return None
         try:
-            from training.cli import build_parser, run_folder, train_config
+            from training.cli import build_parser
+            from training.runs import run_folder, train_config
 
             # The trainer's own parser and config: the run it will resume is the one checked.
             args = build_parser().parse_args(["all", "--subreddit", "x", *self._settings(name),
@@ -482,6 +488,7 @@ class TrainingDialog(QDialog):
             return
         self.banner.dismiss()
         self._failed, self._buffer, self._stderr = None, "", ""
+        self._bad_line = None
         self._exported, self._total_steps = False, None
         self._show_stages()  # a resume shows this run's stages, not the last one's
         self.eval_view.clear()
@@ -514,76 +521,93 @@ class TrainingDialog(QDialog):
         # last output. The stubs do not give QByteArray the buffer protocol: data() for bytes().
         assert self.process is not None
         output = self.process.readAllStandardOutput().data()
-        self._buffer += bytes(output).decode("utf-8", "replace")
+        self.feed(bytes(output).decode("utf-8", "replace"))
+
+    def feed(self, output: str) -> None:
+        """Read the trainer's output: each whole line that is a message is shown."""
+        self._buffer += output
         *lines, self._buffer = self._buffer.split("\n")
         for line in lines:
-            if line.startswith("{"):
-                try:
-                    self.handle(json.loads(line))
-                except ValueError:
-                    continue
+            if not line.startswith("{"):
+                continue  # a library's chatter, not a message
+            try:
+                message = ProgressMessage.from_json(line)
+            except ProgressLineError as err:
+                self._unreadable(err)
+                continue
+            self.handle(message)
+
+    def _unreadable(self, error: ProgressLineError) -> None:
+        """A line that is not a valid message: say so once a run, in the banner; go on."""
+        if self._bad_line is None and self._failed is None:
+            self._bad_line = error
+            self.banner.show_message(TalkError(
+                f"A progress message could not be read: {error.message}",
+                hint="Training goes on; this window may show less of it. The app and the "
+                     "trainer may be of different versions.", code=error.code),
+                "warning", "Training")
 
     def _read_stderr(self) -> None:
         assert self.process is not None  # as in _read_stdout
         text = bytes(self.process.readAllStandardError().data()).decode("utf-8", "replace")
         self._stderr = (self._stderr + text)[-4000:]  # the tail explains a crash
 
-    def handle(self, message: dict[str, Any]) -> None:
+    def handle(self, message: ProgressMessage) -> None:
         """Show one progress message of the trainer."""
-        stage, event = message.get("stage", ""), message.get("event", "")
+        stage, event = message.stage, message.event
         if event == "error":
-            self._failed = TalkError(message.get("message", "Training failed."),
-                                     hint=message.get("hint"), code=message.get("code"))
+            self._failed = TalkError(message.message or "Training failed.", hint=message.hint,
+                                     code=message.code)
             return
         if stage not in self._stages:  # "all", or a stage this source does not need
-            if message.get("text"):
-                self.status_label.setText(message["text"])
+            if message.text:
+                self.status_label.setText(message.text)
             return
         if event == "start":
             self._mark(stage, "running")
             self._bar_text("%p%", 0, 0, 0)  # busy until the stage reports numbers
             self.eta_label.setText("")
-            self.status_label.setText(f"{STAGE_NAMES[stage]}: {message.get('text', '')}")
+            self.status_label.setText(f"{STAGE_NAMES[stage]}: {message.text or ''}")
         elif event == "progress":
             self._progress(stage, message)
         elif event in ("done", "skip"):
             self.eta_label.setText("")
-            self.status_label.setText(f"{STAGE_NAMES[stage]}: {message.get('text', '')}")
-            if message.get("status") == "cancelled":
+            self.status_label.setText(f"{STAGE_NAMES[stage]}: {message.text or ''}")
+            if message.status == "cancelled":
                 self._mark(stage, "stopped")
-                step, total = int(message.get("step") or 0), self._total_steps or 0
+                step, total = message.step or 0, self._total_steps or 0
                 self._bar_text(stopped_text(step, total), 0, max(1, total), min(step, total))
                 return
             self._bar_text("%p%", 0, 1, 1)
             shown = False
             if stage == "evaluate":
-                shown = self._show_evaluation(message.get("figures"))
+                shown = self._show_evaluation(message.figures)
             # A skip is done work kept (a dataset, a fine-tune); not so a persona that exists
             # already, or an evaluation left out for want of validation dialogues.
-            skipped = event == "skip" and (message.get("status") == "exists" or (
+            skipped = event == "skip" and (message.status == "exists" or (
                 stage == "evaluate" and not shown))
             self._mark(stage, "skipped" if skipped else "done")
-            if stage == "export" and event == "done" and message.get("persona"):
+            if stage == "export" and event == "done" and message.persona:
                 self._exported = True
-                self.persona_created.emit(message["persona"])
+                self.persona_created.emit(message.persona)
 
-    def _progress(self, stage: str, message: dict[str, Any]) -> None:
-        if "step" in message:  # training
-            total = int(message.get("total_steps") or 0)
+    def _progress(self, stage: str, message: ProgressMessage) -> None:
+        if message.step is not None:  # training
+            total = message.total_steps or 0
             self._total_steps = total or None
-            self._bar_text("%p%", 0, max(1, total), int(message["step"]))
-            if message.get("loss") is not None:
-                self.loss_plot.add(int(message["step"]), float(message["loss"]))
-            eta = message.get("eta_s")
+            self._bar_text("%p%", 0, max(1, total), message.step)
+            if message.loss is not None:
+                self.loss_plot.add(message.step, message.loss)
+            eta = message.eta_s
             self.eta_label.setText(f"ETA {format_duration(eta)}" if eta is not None else "")
-        elif "phase" in message:  # evaluate: loading, scoring, sample replies
+        elif message.phase is not None:  # evaluate: loading, scoring, sample replies
             self.status_label.setText(f"{STAGE_NAMES[stage]}: {evaluate_text(message)}")
-            total = int(message.get("total") or 0)
-            loading = message["phase"] == "load"
+            total = message.total or 0
+            loading = message.phase == "load"
             self._bar_text("%p%", 0, 0 if loading else max(1, total),
-                           0 if loading else int(message.get("done") or 0))
-        elif message.get("total"):
-            self._bar_text("%p%", 0, int(message["total"]), int(message.get("done", 0)))
+                           0 if loading else message.done or 0)
+        elif message.total:
+            self._bar_text("%p%", 0, message.total, message.done or 0)
 
     def _bar_text(self, text: str, low: int, high: int, value: int) -> None:
         """The progress bar's range, value and words (high 0: busy)."""
@@ -591,11 +615,11 @@ class TrainingDialog(QDialog):
         self.progress_bar.setValue(value)
         self.progress_bar.setFormat(text)
 
-    def _show_evaluation(self, figures: Any) -> bool:
+    def _show_evaluation(self, figures: Mapping[str, Any] | None) -> bool:
         """Show the evaluate stage's figures (or, when it was skipped, the saved ones)."""
-        if not isinstance(figures, dict):
+        if figures is None:
             try:
-                from training.cli import run_folder
+                from training.runs import run_folder
 
                 figures = read_evaluation(run_folder(self.name_edit.text().strip()))
             except TalkError:

@@ -79,8 +79,8 @@ def test_stop_then_resume_carries_on_from_the_checkpoint(qtbot, app_data, tiny_p
     original = dialog.handle
 
     def record(message):
-        if message.get("event") == "progress" and "step" in message and not first_seen:
-            first_seen.append(int(message["step"]))
+        if message.event == "progress" and message.step is not None and not first_seen:
+            first_seen.append(message.step)
         original(message)
 
     dialog.handle = record
@@ -253,3 +253,22 @@ def test_a_failed_run_names_the_dialog_fields_and_stops_the_busy_bar(
     assert dialog.progress_bar.maximum() > 0  # not the moving busy bar
     assert dialog.progress_bar.text() == "Failed at Fine-tune"
     assert dialog.start_button.isEnabled() and dialog.name_edit.isEnabled()
+
+
+def test_the_dialog_reads_messages_ignores_chatter_and_reports_a_bad_line(qtbot, app_data):
+    dialog = TrainingDialog()
+    qtbot.addWidget(dialog)
+    dialog.feed("Downloading tokenizer... 100%\n")  # a library's chatter: ignored
+    dialog.feed('{"stage": "train", "event": "start", "text": "full fine-')  # half a line
+    assert dialog.stage_state["train"] == "" and dialog.banner.plain_text() == ""
+    dialog.feed('tune"}\n{"stage": "train", "event": "progress", "step": 2, "total_steps": 8, '
+                '"loss": 3.5, "eta_s": 30}\n')
+    assert dialog.stage_state["train"] == "running" and dialog.loss_plot.points == [(2, 3.5)]
+    assert dialog.eta_label.text() == "ETA 0m30s"
+    dialog.feed('{"stage": "train", "event": "exploded"}\n{"stage": "train", "event": '
+                '"progress", "step": 3, "total_steps": 8, "loss": 3.25}\n')
+    text = dialog.banner.plain_text()
+    assert "could not be read" in text and "Unknown progress event 'exploded'" in text
+    assert dialog.loss_plot.points[-1] == (3, 3.25)  # the run is still shown
+    dialog.feed("{broken\n")
+    assert dialog.banner.plain_text() == text  # said once a run
