@@ -58,7 +58,7 @@ class EngineBackends:
 
     def voice(self, name: str | None) -> Any:
         """The voice ``name``: enrolled, or built-in (``builtin:alba``); None: the default."""
-        from engine.voices.builtin import find_any_voice
+        from engine.tts.builtin import find_any_voice
 
         return find_any_voice(name)
 

@@ -248,7 +248,7 @@ class Controller(QObject):
 
         The chosen one, unless it is enrolled and only the weights without cloning are pulled.
         """
-        from engine.voices.builtin import BuiltinVoice
+        from engine.tts.builtin import BuiltinVoice
 
         if (self.voice is not None and not isinstance(self.voice, BuiltinVoice)
                 and self.tts is not None and not getattr(self.tts, "cloning", True)):
@@ -262,7 +262,7 @@ class Controller(QObject):
 
     def voice_status(self) -> str:
         """The status line for spoken replies (which voice, which model, and why not cloned)."""
-        from engine.voices.builtin import describe_voice
+        from engine.tts.builtin import describe_voice
 
         text = f"Replies are spoken in {describe_voice(self.speaking_voice())}"
         if self.tts is not None:

@@ -312,7 +312,7 @@ class MainWindow(QMainWindow):
 
     def refresh_voices(self) -> None:
         """Reload the voice selector."""
-        from engine.voices.builtin import pulled_builtin_voices
+        from engine.tts.builtin import pulled_builtin_voices
         from engine.voices.store import list_voices
 
         voices, _problems = list_voices()

@@ -35,10 +35,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from engine.tts.builtin import BuiltinVoice  # noqa: E402
 from engine.tts.pocket import FRAME_SAMPLES, SAMPLE_RATE, PocketTTS  # noqa: E402
 from engine.tts.runtime import runtime  # noqa: E402
 from engine.tts.text import normalise  # noqa: E402
-from engine.voices.builtin import BuiltinVoice  # noqa: E402
 
 MODELS = ("english_2026-10", "english_7m_2026-10", "english_2m_refl_2026-10")
 LABEL = "shape-true timing, random weights: speed, not sound"

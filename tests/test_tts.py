@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from engine.errors import ModelNotAvailableError
+from engine.tts.builtin import BuiltinVoice, find_any_voice
 from engine.tts.pocket import FRAME_SAMPLES, CloningUnavailableError, PocketTTS
-from engine.voices.builtin import BuiltinVoice, find_any_voice
 from tests.tiny_pocket_tts import CLONING_REPO, PLAIN_REPO, install_into_cache
 
 LONG = "This sentence is long enough to take a good many frames to say out loud. " * 3

@@ -237,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.stage == "all":
             _apply_recipe(args, parser)
         if getattr(args, "voice", None):  # a missing voice fails now, not after training
-            from engine.voices.builtin import find_any_voice
+            from engine.tts.builtin import find_any_voice
 
             find_any_voice(args.voice)
         run = run_folder(_run_name(args))

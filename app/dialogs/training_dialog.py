@@ -407,7 +407,7 @@ class TrainingDialog(QDialog):
                                   "on the CPU — an estimate")
 
     def _fill_voices(self) -> None:
-        from engine.voices.builtin import pulled_builtin_voices
+        from engine.tts.builtin import pulled_builtin_voices
         from engine.voices.store import list_voices
 
         self.voice_combo.addItem("(choose later)", None)

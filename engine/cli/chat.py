@@ -87,8 +87,8 @@ def _open(persona: Persona, args: argparse.Namespace, out: TextIO):
 def voice_output(args: argparse.Namespace, persona: Persona, out: TextIO):
     """(tts, player, voice) for spoken replies, or None with the reason shown."""
     from engine.audio.player import Player
+    from engine.tts.builtin import describe_voice, find_any_voice
     from engine.tts.pocket import PocketTTS
-    from engine.voices.builtin import describe_voice, find_any_voice
 
     try:
         from engine.voices.pairing import voice_for

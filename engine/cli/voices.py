@@ -41,7 +41,7 @@ def run_voices(args: argparse.Namespace) -> int:
         return _preview(args)
     elif action == "pair":
         from engine.models.registry import find_persona
-        from engine.voices.builtin import find_any_voice
+        from engine.tts.builtin import find_any_voice
         from engine.voices.pairing import pair
 
         persona = find_persona(args.persona)
@@ -187,8 +187,8 @@ def _preview(args: argparse.Namespace) -> int:
 
 
 def _say(args: argparse.Namespace) -> int:
+    from engine.tts.builtin import find_any_voice
     from engine.tts.text import normalise
-    from engine.voices.builtin import find_any_voice
 
     voice = find_any_voice(args.voice)
     if voice is None:

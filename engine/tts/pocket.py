@@ -27,10 +27,10 @@ import numpy as np
 
 from engine.errors import ModelLoadError, ModelNotAvailableError, TalkError
 from engine.models.catalogue import CLONING_REPO
+from engine.tts.builtin import BuiltinVoice
 from engine.tts.runtime import DEFAULT_BUILTIN, ModelFiles, model_files, runtime
 from engine.tts.text import normalise
 from engine.tts.types import AudioChunk
-from engine.voices.builtin import BuiltinVoice
 
 log = logging.getLogger(__name__)
 SAMPLE_RATE = 24000  # Hz, the codec's
