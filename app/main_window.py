@@ -428,8 +428,12 @@ class MainWindow(QMainWindow):
             self.turn_view.set_idle_stage()
 
     def _on_error(self, where: str, err: TalkError) -> None:
-        topic = {"Chat model": "chat", "Persona": "chat", "Speech recognition": "asr",
-                 "Voice": "voice", "Microphone": "talk", "Talk": "talk"}.get(where)
+        # What the message is about, so it clears once that works: "not ready yet" messages
+        # belong to the part that is loading, whichever action met them.
+        topic = {"not_ready": "chat", "asr_not_ready": "asr"}.get(err.code or "") or {
+            "Chat model": "chat", "Persona": "chat", "Speech recognition": "asr",
+            "Voice": "voice", "Microphone": "talk", "Talk": "talk",
+            "Hands-free": "talk"}.get(where)
         self.banner.show_message(err, "error", where, topic=topic)
         if where in ("Microphone", "Talk", "Hands-free"):
             self.level_meter.reset()

@@ -203,3 +203,46 @@ def test_models_export_and_import_through_the_cli(installed_tiny, tmp_path, monk
     shutil.rmtree(tmp_path / "other-data" / "personas")
     assert main(["models", "import", str(archive), "--name", "Gramps"]) == 0
     assert "as 'gramps'" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("entry", ["persona//{outside}/pwned.txt", "persona/./x/../../pwned.txt",
+                                   "voice//{outside}/pwned.txt", "persona/sub//{outside}/p.txt"])
+def test_entries_that_hide_an_absolute_path_are_refused(data_dir, tmp_path, entry):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    name = entry.format(outside=str(outside).lstrip("/"))
+    archive = _zip(tmp_path / "sneaky.zip", {MANIFEST: GOOD_MANIFEST,
+                                             "persona/persona.json": GOOD_PERSONA,
+                                             name: "owned"})
+    with pytest.raises(PersonaError) as caught:
+        import_persona(archive)
+    assert caught.value.code == "persona_archive_unsafe"
+    assert list(outside.iterdir()) == [] and not (tmp_path / "pwned.txt").exists()
+    assert not (data_dir / "personas").exists() or not any((data_dir / "personas").iterdir())
+
+
+def test_an_odd_consent_field_is_shown_and_a_refused_persona_leaves_no_voice(
+        installed_tiny, tmp_path, monkeypatch):
+    from engine.voices.pairing import pair
+
+    folder = make_voice("Grandpa")
+    info = json.loads((folder / "voice.json").read_text())
+    info["consent"]["at"] = "yesterday"  # a foreign archive's odd field: shown, not fatal
+    (folder / "voice.json").write_text(json.dumps(info))
+    pair(installed_tiny, "Grandpa")
+    done = export_persona(installed_tiny, tmp_path / "odd.zip")
+    other = other_machine(monkeypatch, tmp_path)
+    got = import_persona(done.path)
+    assert any("an unreadable date" in n for n in got.notes)
+    # A persona refused on import leaves no second voice behind.
+    (other / "personas").mkdir(exist_ok=True)
+    broken = tmp_path / "broken.zip"
+    with zipfile.ZipFile(done.path) as src, zipfile.ZipFile(broken, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "persona/persona.json":
+                data = json.dumps({**json.loads(data), "prompt_format": "nonsense"}).encode()
+            dst.writestr(item, data)
+    with pytest.raises(PersonaError):
+        import_persona(broken, name="Another")
+    assert sorted(p.name for p in (other / "voices").iterdir()) == ["grandpa"]

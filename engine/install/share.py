@@ -37,6 +37,8 @@ STORED_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".ckpt", ".wa
 # Files a voice folder may hold that are derived on this machine (rebuilt on the other side).
 VOICE_CACHE_PREFIX = "pocket_state."
 DISK_MARGIN = 200 * 1024 * 1024  # left free after an import
+# A voice sample is 5-60 s of 24 kHz audio (a few MB); anything far bigger is not one.
+MAX_SAMPLE_BYTES = 50 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -151,9 +153,9 @@ def import_persona(archive: str | Path, *, name: str | None = None) -> Imported:
     with zipfile.ZipFile(archive) as zf:
         manifest = _manifest(zf, archive.name)
         members = _checked_members(zf)
-        persona_files = {m.filename[len("persona/"):]: m for m in members
+        persona_files = {_inside(m.filename): m for m in members
                          if m.filename.startswith("persona/")}
-        voice_files = {m.filename[len("voice/"):]: m for m in members
+        voice_files = {_inside(m.filename): m for m in members
                        if m.filename.startswith("voice/")}
         if PERSONA_FILE not in persona_files:
             raise _archive_error(f"{archive.name} holds no persona/persona.json.")
@@ -169,18 +171,19 @@ def import_persona(archive: str | Path, *, name: str | None = None) -> Imported:
         _check_space(members)
 
         notes: list[str] = []
-        voice, created_voice = None, False
+        voice, created_voice, note = None, False, None
         if voice_files:
             voice, created_voice, note = _import_voice(zf, voice_files, manifest)
-            if note:
-                notes.append(note)
-            data["default_voice"] = voice.name
-            notes.append(f"Voice {voice.name}: {voice.consent_line()}.")
         try:
+            if voice is not None:  # inside the try: a failure from here on removes the voice
+                if note:
+                    notes.append(note)
+                data["default_voice"] = voice.name
+                notes.append(f"Voice {voice.name}: {voice.consent_line()}.")
             with atomic_folder(paths.personas_dir() / persona_id) as tmp:
                 for rel, member in persona_files.items():
                     if rel != PERSONA_FILE:
-                        _extract(zf, member, tmp / rel)
+                        _extract(zf, member, tmp, rel)
                 (tmp / PERSONA_FILE).write_text(json.dumps(data, indent=2) + "\n",
                                                 encoding="utf-8")
                 load_persona(tmp)  # never publish a persona that does not load
@@ -225,7 +228,9 @@ def _checked_members(zf: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
         name = member.filename
         path = PurePosixPath(name)
         mode = member.external_attr >> 16
+        raw_parts = name.rstrip("/").split("/")  # "a//b" and "a/./b" hide an absolute path
         unsafe = (name.startswith("/") or "\\" in name or ":" in name or ".." in path.parts
+                  or any(part in ("", ".") for part in raw_parts)
                   or stat.S_ISLNK(mode)
                   or not (name == MANIFEST or name.startswith(("persona/", "voice/"))))
         if unsafe:
@@ -273,8 +278,19 @@ def _check_space(members: list[zipfile.ZipInfo]) -> None:
                              code="disk_full")
 
 
-def _extract(zf: zipfile.ZipFile, member: zipfile.ZipInfo, target: Path) -> None:
-    """Copy one entry to ``target``, never more bytes than the entry declares."""
+def _inside(name: str) -> str:
+    """An entry's path below its top folder ("persona/a/b" -> "a/b"), rebuilt from its parts."""
+    return "/".join(PurePosixPath(name).parts[1:])
+
+
+def _extract(zf: zipfile.ZipFile, member: zipfile.ZipInfo, root: Path, rel: str) -> None:
+    """Copy one entry to ``root / rel``, never outside ``root``, never more bytes than the
+    entry declares.
+    """
+    target = root / rel
+    if not rel or not target.resolve().is_relative_to(root.resolve()):
+        raise _archive_error(f"The archive entry {member.filename!r} would be written outside "
+                             "its folder; refusing the archive.", code="persona_archive_unsafe")
     target.parent.mkdir(parents=True, exist_ok=True)
     written = 0
     with zf.open(member) as src, open(target, "wb") as out:
@@ -297,7 +313,10 @@ def _import_voice(zf: zipfile.ZipFile, files: dict[str, zipfile.ZipInfo],
     info = _json(zf, files["voice.json"], "voice/voice.json")
     wanted = str(info.get("name") or manifest.get("voice") or "voice")
     sample = files.get("sample.wav")
-    digest = hashlib.sha256(zf.read(sample)).hexdigest() if sample is not None else None
+    if sample is not None and sample.file_size > MAX_SAMPLE_BYTES:
+        raise _archive_error(f"The archive's voice sample is {sample.file_size / 1e6:.0f} MB; a "
+                             f"voice sample is at most {MAX_SAMPLE_BYTES / 1e6:.0f} MB.")
+    digest = _sha256(zf, sample) if sample is not None else None
     try:
         here = find_voice(wanted)
     except VoiceError:
@@ -318,13 +337,22 @@ def _import_voice(zf: zipfile.ZipFile, files: dict[str, zipfile.ZipInfo],
     with atomic_folder(voices_dir() / voice_id) as tmp:
         for rel, member in files.items():
             if rel != "voice.json":
-                _extract(zf, member, tmp / rel)
+                _extract(zf, member, tmp, rel)
         (tmp / "voice.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         try:
             load_voice(tmp)  # never publish a damaged voice
         except VoiceError as err:
             raise _archive_error(f"The archive's voice is damaged: {err.message}") from err
     return load_voice(voices_dir() / voice_id), True, note
+
+
+def _sha256(zf: zipfile.ZipFile, member: zipfile.ZipInfo) -> str:
+    """The entry's SHA-256, read in chunks (never the whole entry in memory)."""
+    digest = hashlib.sha256()
+    with zf.open(member) as src:
+        while chunk := src.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _voice_taken(name: str) -> bool:

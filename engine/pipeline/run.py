@@ -56,10 +56,9 @@ class TurnRun:
     def emit(self, kind: EventType, **data: Any) -> None:
         """Report an event of this turn (a renderer's bug never breaks the turn)."""
         data.setdefault("turn", self.number)
+        event = Event(kind, data)  # a wrong field is a bug in the pipeline: it raises here
         try:
-            self._sink(Event(kind, data))
-        except TypeError:
-            raise  # a wrong field is a bug in the pipeline: fail where it is written
+            self._sink(event)
         except Exception:
             pass
 
@@ -97,9 +96,10 @@ class TurnRun:
 
         Returns False when it was already over or already stopped.
         """
-        if self.cancel.cancelled or self._finished.is_set():
-            return False
-        self.cancel.cancel()
+        with self._lock:  # two stops at once (hands-free and the window): one is reported
+            if self.cancel.cancelled or self._finished.is_set():
+                return False
+            self.cancel.cancel()
         if self.player is not None:
             self.player.stop()
         self.emit(EventType.CANCELLED, reason=reason)
@@ -107,8 +107,9 @@ class TurnRun:
 
     def finish(self, result: TurnResult) -> None:
         """The turn is over (its thread calls this last)."""
-        self.result = result
-        self._finished.set()
+        with self._lock:
+            self.result = result
+            self._finished.set()
 
     @property
     def done(self) -> bool:

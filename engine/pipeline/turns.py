@@ -110,10 +110,9 @@ class VoicePipeline:
 
     def emit(self, kind: EventType, **data: Any) -> None:
         """Report a capture-side event (listening, level, speech started/ended) in the stream."""
+        event = Event(kind, data)  # a wrong field is a bug of the caller: it raises here
         try:
-            self.on_event(Event(kind, data))
-        except TypeError:
-            raise
+            self.on_event(event)
         except Exception:  # a renderer's bug must not break capture
             pass
 

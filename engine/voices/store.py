@@ -71,7 +71,10 @@ class Voice:
         """The stored consent in words (or that none was recorded)."""
         if not self.consent:
             return "no consent recorded (enrolled before consent was asked for)"
-        when = time.strftime("%Y-%m-%d", time.localtime(float(self.consent.get("at", 0))))
+        try:
+            when = time.strftime("%Y-%m-%d", time.localtime(float(self.consent.get("at", 0))))
+        except (TypeError, ValueError, OverflowError, OSError):  # a hand-edited or foreign file
+            when = "an unreadable date"
         return f"consent confirmed by {self.consent.get('by', '?')} on {when}"
 
     @property

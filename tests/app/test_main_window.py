@@ -821,3 +821,22 @@ def test_a_stored_reply_shows_its_personas_name_from_the_start(qtbot, app_data):
     assert "[interrupted]" in text
     qtbot.waitUntil(lambda: controller.states["chat"] == "ready", timeout=30000)
     close(window)
+
+
+def test_a_still_loading_message_clears_once_the_persona_is_ready(qtbot, app_data,
+                                                                  tiny_persona_dir):
+    class SlowChat(Backends):
+        def chat(self, persona, settings):
+            time.sleep(1.0)
+            return FakeChat("Hi.")
+
+    controller = Controller(Settings(persona=str(tiny_persona_dir), speak_replies=False),
+                            backends=SlowChat())
+    window = MainWindow(controller.settings, controller=controller)
+    qtbot.addWidget(window)
+    window.controller.start()
+    window.send("too early")
+    assert "The persona is still loading" in window.banner.plain_text()
+    qtbot.waitUntil(lambda: controller.states["chat"] == "ready", timeout=30000)
+    assert window.banner.plain_text() == ""  # it is ready: the message no longer applies
+    close(window)
