@@ -284,9 +284,7 @@ def _inside(name: str) -> str:
 
 
 def _extract(zf: zipfile.ZipFile, member: zipfile.ZipInfo, root: Path, rel: str) -> None:
-    """Copy one entry to ``root / rel``, never outside ``root``, never more bytes than the
-    entry declares.
-    """
+    """Copy one entry to ``root / rel``: never outside ``root``, never more than it declares."""
     target = root / rel
     if not rel or not target.resolve().is_relative_to(root.resolve()):
         raise _archive_error(f"The archive entry {member.filename!r} would be written outside "
