@@ -58,7 +58,9 @@ class TalkKey(QObject):
         key_event = cast(QKeyEvent, event)
         if key_event.key() != Qt.Key.Key_Space or not self._window.isActiveWindow():
             return False
-        if not self._applies():
+        # While held, the key stays the talk key wherever the focus went (a click into the
+        # text box must not leave the recording running until the next Space).
+        if not self.down and not self._applies():
             return False
         if key_event.isAutoRepeat():
             return True

@@ -103,6 +103,10 @@ class ChatSession:
         except TalkError as err:
             error = err
             raise
+        except Exception as err:  # a model or tokenizer crash: stored as a failure all the same
+            error = ChatError(f"The reply failed: {type(err).__name__}: {err}",
+                              code="chat_crashed")
+            raise
         finally:
             reply = "".join(shown).rstrip()
             if turn_id is not None:

@@ -361,3 +361,35 @@ def test_events_are_typed_and_their_fields_checked():
         ev.Event("speech_begun", {})  # one spelling per kind
     with pytest.raises(TypeError):
         event.data["user"] = "changed"  # frozen
+
+
+def test_a_chat_crash_before_any_word_is_stored_as_no_reply_and_silences_the_voice(store):
+    class Crashing(FakeChat):
+        def stream_reply(self, history, *, cancel=None, gate=None):
+            yield "A first sentence. "
+            time.sleep(0.3)  # its voice has started
+            raise RuntimeError("CUDA error: device-side assert")
+
+    player = FakePlayer(speed=1.0)  # real time: the sentence would play for 3 s
+    try:
+        pipeline, events, session = make(store, Crashing(), tts=FakeTTS(seconds=3.0),
+                                         player=player)
+        run = pipeline.start_text_turn("go")
+        assert run.wait(10) and run.result.failed_stage == "chat"
+        assert player.wait(1.0)  # stopped with the turn, not 3 s later
+        stored = store.turns(session.conversation_id)[-1]
+        assert stored.meta.get("error") == "chat_crashed"
+
+        class Silent(FakeChat):
+            def stream_reply(self, history, *, cancel=None, gate=None):
+                raise RuntimeError("tokenizer exploded")
+                yield  # a generator
+
+        pipeline.session.backend = Silent()
+        assert pipeline.run_text_turn("again").failed_stage == "chat"
+        last = store.turns(session.conversation_id)[-1]
+        assert (last.role, last.text, last.status) == ("assistant", "", "failed")
+        assert last.meta["error"] == "chat_crashed" and "tokenizer exploded" in \
+            last.meta["message"]
+    finally:
+        player.close()

@@ -263,6 +263,8 @@ class VoicePipeline:
         except Exception as err:
             if synth is not None:
                 synth.abort()
+                if run.player is not None:  # sentences already queued stop with the turn
+                    run.player.stop()
             if not isinstance(err, TalkError):  # a model or tokenizer bug: say so, in words
                 err = ChatError(f"The reply failed: {type(err).__name__}: {err}",
                                 code="chat_crashed")

@@ -840,3 +840,21 @@ def test_a_still_loading_message_clears_once_the_persona_is_ready(qtbot, app_dat
     qtbot.waitUntil(lambda: controller.states["chat"] == "ready", timeout=30000)
     assert window.banner.plain_text() == ""  # it is ready: the message no longer applies
     close(window)
+
+
+def test_clicking_into_the_text_box_while_holding_space_still_ends_the_recording(
+        qtbot, app_data, tiny_persona_dir, tmp_path):
+    mic = FileMicrophone(speech_array("Hello there.", tmp_path), speed=4.0)
+    window, events = open_window(qtbot, Settings(persona=str(tiny_persona_dir),
+                                                 speak_replies=False),
+                                 Backends(microphone=lambda: mic))
+    window.activateWindow()
+    window.chat_view.setFocus()
+    qtbot.keyPress(window.chat_view, Qt.Key.Key_Space)
+    assert window.controller.talking
+    window.input.setFocus()  # the person clicks into the text box, Space still held
+    qtbot.keyRelease(window.input, Qt.Key.Key_Space)
+    qtbot.waitUntil(lambda: not window.controller.talking, timeout=1000)
+    assert window.input.toPlainText() == ""  # the release was the talk key's, not typing
+    qtbot.waitUntil(turn_done(events), timeout=60000)
+    close(window)
