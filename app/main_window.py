@@ -6,6 +6,7 @@ reports through signals, which this window turns into widget changes.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
@@ -576,11 +577,24 @@ class MainWindow(QMainWindow):
         from app.dialogs.settings_dialog import SettingsDialog
 
         dialog = SettingsDialog(self.settings, self.controller.workers, parent=self)
-        dialog.settings_saved.connect(self._settings_saved)
+        opened_with = self.settings
+        dialog.settings_saved.connect(lambda chosen: self._settings_saved(chosen, opened_with))
         dialog.open()  # not deleted on close: its workers' callbacks may still arrive
         self.settings_dialog = dialog
 
-    def _settings_saved(self, settings: Settings) -> None:
+    def _settings_saved(self, settings: Settings, opened_with: Settings | None = None) -> None:
+        """Apply what the person changed in Settings (``opened_with``: what it showed).
+
+        Only the fields changed in the dialog are taken: a persona or voice chosen in the
+        window while the dialog was open stays (the dialog's copy was made before it).
+        """
+        if opened_with is not None:
+            changed = {f.name: getattr(settings, f.name) for f in dataclasses.fields(settings)
+                       if getattr(settings, f.name) != getattr(opened_with, f.name)}
+            settings = self.controller.settings.replace(**changed)
+            self.controller.apply_settings(settings)
+            self.controller.save_settings(settings)  # over the dialog's write of its copy
+            return
         self.controller.apply_settings(settings)
 
     def _show_shortcuts(self) -> None:

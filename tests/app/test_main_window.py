@@ -858,3 +858,22 @@ def test_clicking_into_the_text_box_while_holding_space_still_ends_the_recording
     assert window.input.toPlainText() == ""  # the release was the talk key's, not typing
     qtbot.waitUntil(turn_done(events), timeout=60000)
     close(window)
+
+
+def test_settings_saved_keep_a_voice_chosen_in_the_window_while_the_dialog_was_open(
+        qtbot, app_data, tiny_persona_dir, monkeypatch):
+    from engine import settings as settings_file
+
+    window, _ = open_window(qtbot, Settings(persona=str(tiny_persona_dir), speak_replies=False),
+                            wait_for=("chat",))
+    window.open_settings()
+    dialog = window.settings_dialog
+    # While the dialog is open, the person picks a voice in the window.
+    window.controller.save_settings(window.settings.replace(voice="builtin:marius"))
+    dialog.sensitivity_slider.setValue(3 if window.settings.sensitivity != 3 else 1)
+    dialog.accept()  # saves what the dialog shows: its copy predates the voice
+    assert window.settings.voice == "builtin:marius"  # kept
+    assert window.settings.sensitivity == dialog.sensitivity_slider.value()  # applied
+    on_disk, _ = settings_file.load()
+    assert on_disk.voice == "builtin:marius" and on_disk.sensitivity == window.settings.sensitivity
+    close(window)
