@@ -285,8 +285,9 @@ class VoicesDialog(QDialog):
             self.banner.show_message("There is no persona to pair yet: pull, add or train one "
                                      "in Models first.", "warning", title="Use for persona")
             return
-        labels = [p.label + (f"  (speaks in {voice_for(p)})" if voice_for(p) else "")
-                  for p in personas]
+        speaks = [voice_for(p) for p in personas]  # each reads the pairings file: once
+        labels = [p.label + (f"  (speaks in {v})" if v else "")
+                  for p, v in zip(personas, speaks, strict=True)]
         first = next((i for i, p in enumerate(personas)
                       if current is not None and p.id == current.id), 0)
         label, ok = QInputDialog.getItem(self, "Use for persona",

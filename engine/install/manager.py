@@ -331,7 +331,7 @@ def add_folder(folder: str | Path, *, name: str | None = None) -> Persona:
         persona = load_persona(src)  # validate before copying anything
         data = json.loads((src / PERSONA_FILE).read_text(encoding="utf-8"))
         if persona.weights.source == "folder":
-            base = _check_checkpoint(src)
+            base = _check_checkpoint(src, base_model=persona.base_model)
             if base is not None:
                 data["base_model"] = base
         if name:
@@ -361,9 +361,10 @@ _TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model", "spiece.m
                     "vocab.txt", "sentencepiece.bpe.model")
 
 
-def _check_checkpoint(src: Path) -> str | None:
+def _check_checkpoint(src: Path, *, base_model: str | None = None) -> str | None:
     """Refuse a checkpoint folder that could not load; an adapter's base, made absolute.
 
+    ``base_model``: a persona folder's own ``base_model``, which wins over the adapter's.
     Returns the base model to record for a LoRA adapter (a Hub id, or an absolute folder),
     None for a full checkpoint.
     """
@@ -391,8 +392,8 @@ def _check_checkpoint(src: Path) -> str | None:
     except (OSError, ValueError, AttributeError) as err:
         raise PersonaError(f"{src.name}/adapter_config.json is damaged ({err}).",
                            code="persona_folder_invalid") from err
-    if (src / PERSONA_FILE).is_file():  # the persona's own base_model wins over the adapter's
-        base = str(json.loads((src / PERSONA_FILE).read_text(encoding="utf-8"))["base_model"])
+    if base_model:
+        base = base_model
     path = Path(base).expanduser()
     local = path if path.is_absolute() else src / path
     if base and local.is_dir():
