@@ -454,11 +454,16 @@ class Controller(QObject):
             return False  # hands-free is already listening
         if self.pipeline.busy:
             self.pipeline.barge_in("you started talking")  # the voice stops at once
+        from engine.asr.incremental import IncrementalTranscriber
         from engine.audio.listener import PushToTalk
 
+        listener = self._listener_for_settings()
+        recognizer, gate = self.recognizer, self.pipeline.gate
         try:
-            ptt = PushToTalk(self.backends.microphone(self.settings),
-                             self._listener_for_settings())
+            # Decodes at the pauses while the key is held, so letting go rarely waits for it.
+            ptt = PushToTalk(self.backends.microphone(self.settings), listener,
+                             lambda: IncrementalTranscriber(recognizer, gate=gate,
+                                                            options=listener.options))
             ptt.press()
         except TalkError as err:
             self.error.emit("Microphone", err)
@@ -495,7 +500,9 @@ class Controller(QObject):
                 self.error.emit("Microphone", ptt.error)
             if not self._closing and self.pipeline is not None:
                 self.pipeline.emit(ev.SPEECH_ENDED)
-                self.pipeline.start_audio_turn(audio, released)
+                self.pipeline.start_audio_turn(audio, released, early=ptt.early)
+            elif ptt.early is not None:
+                ptt.early.close()
 
         self.workers.run(finish, name="stop recording",
                          on_error=lambda err: self.error.emit("Microphone", err))

@@ -11,6 +11,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -82,32 +83,55 @@ class Listener:
             tell(Boundary.ENDED)
             yield np.concatenate(utterance)
 
-    def trim(self, audio: np.ndarray) -> np.ndarray:
+    def trim(self, audio: np.ndarray, verdicts: list[bool] | None = None) -> np.ndarray:
         """Push-to-talk: cut silence at both ends, keeping a margin.
+
+        ``verdicts`` are the VAD's per-frame verdicts already taken while recording (the
+        early transcriber's); with them the cut is the one that transcriber decoded.
 
         Raises:
             NoSpeechError: nothing voiced in the recording.
 
         """
         n = SAMPLE_RATE * FRAME_MS // 1000
-        frames = len(audio) // n
-        voiced = [i for i in range(frames) if self.vad.is_speech(audio[i * n:(i + 1) * n])]
-        if len(voiced) * FRAME_MS / 1000 < self.options.min_speech_s:
+        if verdicts is None:
+            verdicts = [self.vad.is_speech(audio[i * n:(i + 1) * n])
+                        for i in range(len(audio) // n)]
+        bounds = speech_bounds(verdicts, len(audio), self.options)
+        if bounds is None:
             raise NoSpeechError("No speech heard.",
                                 hint="Hold the talk key while you speak, a little closer "
                                      "to the microphone.")
-        margin = int(self.options.margin_s * SAMPLE_RATE)
-        start = max(0, voiced[0] * n - margin)
-        end = min(len(audio), (voiced[-1] + 1) * n + margin)
-        return audio[start:end]
+        return audio[bounds[0]:bounds[1]]
+
+
+def speech_bounds(verdicts: list[bool], samples: int,
+                  options: ListenOptions) -> tuple[int, int] | None:
+    """Sample range of the speech in a recording of ``samples`` given 30 ms frame verdicts.
+
+    The voiced frames' span plus ``margin_s`` each side; None when there is less than
+    ``min_speech_s`` of voiced audio. Push-to-talk's trim and the early transcriber share it,
+    so both cut a recording at exactly the same samples.
+    """
+    n = SAMPLE_RATE * FRAME_MS // 1000
+    voiced = [i for i, speech in enumerate(verdicts) if speech]
+    if not voiced or len(voiced) * FRAME_MS / 1000 < options.min_speech_s:
+        return None
+    margin = int(options.margin_s * SAMPLE_RATE)
+    return max(0, voiced[0] * n - margin), min(samples, (voiced[-1] + 1) * n + margin)
 
 
 class PushToTalk:
     """Press to start recording from a microphone, release to get the trimmed utterance."""
 
-    def __init__(self, microphone, listener: Listener):
+    def __init__(self, microphone, listener: Listener,
+                 early: Callable[[], Any] | None = None):
         self.microphone = microphone
         self.listener = listener
+        # Makes engine.asr.incremental's transcriber for each press: it hears each block as it
+        # comes and decodes at the pauses; release hands it to the turn (``early``).
+        self._make_early = early
+        self.early: Any = None
         self._blocks: list[np.ndarray] = []
         self._thread: threading.Thread | None = None
         self.error: TalkError | None = None  # set if the device failed mid-recording
@@ -116,6 +140,7 @@ class PushToTalk:
         """Start recording."""
         self._blocks, self.error = [], None
         self.microphone.start()
+        self.early = self._make_early() if self._make_early is not None else None
         self._thread = threading.Thread(target=self._collect, name="capture-ptt", daemon=True)
         self._thread.start()
 
@@ -123,6 +148,8 @@ class PushToTalk:
         try:
             for block in self.microphone.blocks():
                 self._blocks.append(block)
+                if self.early is not None:
+                    self.early.push(block)
                 self.listener.on_level(dbfs(block))
         except TalkError as err:  # device lost: keep what was captured, report on release
             self.error = err
@@ -133,6 +160,8 @@ class PushToTalk:
         if self._thread is not None:
             self._thread.join()
         self._blocks = []
+        if self.early is not None:
+            self.early.close()
 
     def release(self) -> np.ndarray:
         """Stop recording; the speech, trimmed (``error`` tells if the device failed).
@@ -144,6 +173,15 @@ class PushToTalk:
         self.microphone.stop()
         if self._thread is not None:
             self._thread.join()
-        blocks = self._blocks + self.microphone.drain()
+        drained = self.microphone.drain()
+        blocks = self._blocks + drained
         audio = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
-        return self.listener.trim(audio)
+        if self.early is None:
+            return self.listener.trim(audio)
+        for block in drained:
+            self.early.push(block)
+        try:  # cut with the verdicts the early transcriber decoded with: the same samples
+            return self.listener.trim(audio, self.early.verdicts)
+        except NoSpeechError:
+            self.early.close()
+            raise

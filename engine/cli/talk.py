@@ -24,6 +24,7 @@ def run_talk(args: argparse.Namespace) -> int:
     from transformers.utils import logging as hf_logging
 
     from engine.asr import open_recognizer
+    from engine.asr.incremental import IncrementalTranscriber
     from engine.audio.capture import Microphone
     from engine.audio.listener import Listener, ListenOptions, PushToTalk
     from engine.chat import open_backend
@@ -53,7 +54,9 @@ def run_talk(args: argparse.Namespace) -> int:
     try:
         if args.hands_free:
             return _hands_free(pipeline, microphone, listener, args.headphones)
-        return _push_to_talk(pipeline, PushToTalk(microphone, listener))
+        return _push_to_talk(pipeline, PushToTalk(
+            microphone, listener, lambda: IncrementalTranscriber(
+                recognizer, gate=pipeline.gate, options=listener.options)))
     finally:
         pipeline.close()
         if player is not None:
@@ -89,7 +92,7 @@ def _push_to_talk(pipeline, ptt) -> int:
             if ptt.error is not None:
                 print_error(ptt.error)
             pipeline.emit(ev.SPEECH_ENDED)
-            run = pipeline.start_audio_turn(audio, time.perf_counter())
+            run = pipeline.start_audio_turn(audio, time.perf_counter(), early=ptt.early)
         try:
             while not run.wait(0.1):
                 pass  # Enter during the turn is read by the next prompt: it interrupts

@@ -32,6 +32,18 @@ class Recognizer(Protocol):
         ...
 
 
+class EarlyTranscript(Protocol):
+    """A transcriber that listened while the talk key was held (engine.asr.incremental)."""
+
+    def finish(self, audio: np.ndarray) -> Transcribed:
+        """The transcript of ``audio`` (the trimmed recording), decoded early if it could be."""
+        ...
+
+    def close(self) -> None:
+        """Drop the recording without a transcript."""
+        ...
+
+
 class SpokenChunk(Protocol):
     """A piece of synthesised audio."""
 

@@ -22,7 +22,7 @@ from engine.errors import ChatError, TalkError
 from engine.pipeline import events as ev
 from engine.pipeline.events import Event, EventSink, EventType, Stage
 from engine.pipeline.gate import DeviceGate
-from engine.pipeline.protocols import AudioPlayer, Recognizer, Synthesizer
+from engine.pipeline.protocols import AudioPlayer, EarlyTranscript, Recognizer, Synthesizer
 from engine.pipeline.run import TurnResult, TurnRun
 from engine.tts.text import SentenceSplitter
 
@@ -94,19 +94,25 @@ class VoicePipeline:
         self._execute(run, text, None)
         return run.result
 
-    def run_audio_turn(self, audio: np.ndarray, speech_ended: float | None = None) -> TurnResult:
-        """A spoken turn; ``speech_ended`` (perf_counter) is when the user stopped talking."""
+    def run_audio_turn(self, audio: np.ndarray, speech_ended: float | None = None, *,
+                       early: EarlyTranscript | None = None) -> TurnResult:
+        """A spoken turn; ``speech_ended`` (perf_counter) is when the user stopped talking.
+
+        ``early``: the transcriber that listened while the key was held
+        (engine.asr.incremental); it gives the transcript of ``audio``, often already decoded.
+        """
         run = self._new_run(speech_ended or time.perf_counter())
-        self._execute(run, None, audio)
+        self._execute(run, None, audio, early)
         return run.result
 
     def start_text_turn(self, text: str) -> TurnRun:
         """Run a typed turn in the background (interrupting a running one); its handle."""
         return self._start(time.perf_counter(), text, None)
 
-    def start_audio_turn(self, audio: np.ndarray, speech_ended: float | None = None) -> TurnRun:
+    def start_audio_turn(self, audio: np.ndarray, speech_ended: float | None = None, *,
+                         early: EarlyTranscript | None = None) -> TurnRun:
         """Run a spoken turn in the background (interrupting a running one); its handle."""
-        return self._start(speech_ended or time.perf_counter(), None, audio)
+        return self._start(speech_ended or time.perf_counter(), None, audio, early)
 
     def emit(self, kind: EventType, **data: Any) -> None:
         """Report a capture-side event (listening, level, speech started/ended) in the stream."""
@@ -152,7 +158,8 @@ class VoicePipeline:
         self._run = run
         return run
 
-    def _start(self, started: float, text: str | None, audio: np.ndarray | None) -> TurnRun:
+    def _start(self, started: float, text: str | None, audio: np.ndarray | None,
+               early: EarlyTranscript | None = None) -> TurnRun:
         # One turn at a time, even when two threads (the window, hands-free) start turns at
         # once: check, interrupt and start under one lock. The run (and its cancel token)
         # exists before its thread does, so a barge-in right after starting is never missed.
@@ -161,16 +168,18 @@ class VoicePipeline:
                 self.barge_in("new turn")
                 self.wait()
             run = self._new_run(started)
-            self._thread = threading.Thread(target=self._execute, args=(run, text, audio),
+            self._thread = threading.Thread(target=self._execute,
+                                            args=(run, text, audio, early),
                                             name="pipeline-turn", daemon=True)
             self._thread.start()
             return run
 
-    def _execute(self, run: TurnRun, text: str | None, audio: np.ndarray | None) -> None:
+    def _execute(self, run: TurnRun, text: str | None, audio: np.ndarray | None,
+                 early: EarlyTranscript | None = None) -> None:
         """Run the turn to its end on this thread; its result goes on the run."""
         result = TurnResult()
         try:
-            self._turn(run, text, audio, result)
+            self._turn(run, text, audio, result, early)
         except Exception as err:  # a bug must still end the turn visibly, never silently
             result.failed_stage = Stage.PIPELINE
             run.emit(ev.ERROR, stage=Stage.PIPELINE, code="internal_error",
@@ -181,12 +190,12 @@ class VoicePipeline:
             run.finish(result)
 
     def _turn(self, run: TurnRun, text: str | None, audio: np.ndarray | None,
-              result: TurnResult) -> None:
+              result: TurnResult, early: EarlyTranscript | None = None) -> None:
         voice_out = (self.tts, run.player, self.voice) if run.player is not None else None
         run.emit(ev.TURN_STARTED, spoken=audio is not None, text=text or "")
         try:
             if audio is not None:
-                text = self._transcribe(run, audio)
+                text = self._transcribe(run, audio, early)
                 if not text:
                     raise _StageFailed(Stage.TRANSCRIBE, TranscriptionError(
                         "No words recognised.", hint="Speak a little louder or closer.",
@@ -213,12 +222,15 @@ class VoicePipeline:
             run.emit(ev.TURN_DONE, user=result.user, reply=result.reply, cut=result.cut,
                      timings=result.timings)
 
-    def _transcribe(self, run: TurnRun, audio: np.ndarray) -> str:
+    def _transcribe(self, run: TurnRun, audio: np.ndarray,
+                    early: EarlyTranscript | None = None) -> str:
         from engine.audio.vad import has_speech
 
         # A tap of the talk key, or a key's auto-repeat, records silence; Whisper invents words
         # for silence ("Thank you.", "the"), so nothing without speech reaches it.
         if not has_speech(np.asarray(audio, dtype=np.float32), self.min_speech_s):
+            if early is not None:
+                early.close()
             raise _StageFailed(Stage.TRANSCRIBE, TranscriptionError(
                 "No speech heard.", hint="Hold the talk key (or Space) while you speak, and "
                 "let go when you are done.", code="no_speech"))
@@ -227,7 +239,10 @@ class VoicePipeline:
             raise _StageFailed(Stage.TRANSCRIBE, TranscriptionError(
                 "Speech recognition is not loaded.", code="asr_not_ready"))
         try:
-            transcript = self.gate.run(recognizer.transcribe, audio)
+            if early is not None:  # decoded while the key was held, or now if it was not
+                transcript = early.finish(audio)
+            else:
+                transcript = self.gate.run(recognizer.transcribe, audio)
         except TalkError as err:
             raise _StageFailed(Stage.TRANSCRIBE, err) from err
         except Exception as err:
