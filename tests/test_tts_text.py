@@ -76,3 +76,24 @@ def test_unpunctuated_stream_is_cut_between_words():
     assert len(pieces) > 2
     assert all(len(p) <= 120 for p in pieces[:-1])
     assert " ".join(pieces) == text
+
+
+def test_the_first_piece_can_start_after_a_few_whole_words():
+    text = "Well I think that is a lovely idea and we should do it. Yes indeed."
+    splitter = SentenceSplitter(first_words=5)
+    fed, first = "", None
+    for token in tokens(text):
+        fed += token
+        out = splitter.feed(token)
+        if out and first is None:
+            first = (out[0], fed)
+    assert first is not None
+    assert first[0] == "Well I think that is"
+    assert first[1].startswith("Well I think that is ")  # cut once the 5th word was whole
+    pieces = list(split_stream(tokens(text), first_words=5))
+    assert pieces == ["Well I think that is", "a lovely idea and we should do it.", "Yes indeed."]
+
+
+def test_punctuation_before_the_word_count_still_ends_the_first_piece():
+    assert list(split_stream(tokens("Hi! How are you doing today my friend?"),
+                             first_words=5)) == ["Hi!", "How are you doing today my friend?"]

@@ -26,6 +26,11 @@ from engine.pipeline.protocols import AudioPlayer, EarlyTranscript, Recognizer, 
 from engine.pipeline.run import TurnResult, TurnRun
 from engine.tts.text import SentenceSplitter
 
+# The first spoken piece may end after this many words when no punctuation has come yet: the
+# starter's first sentence is ~10 words, and the voice can start on 5 while the rest is
+# generated (benchmarks/first_piece.py prints the rules side by side).
+FIRST_WORDS = 5
+
 
 class TranscriptionError(TalkError):
     """Speech recognition failed."""
@@ -258,7 +263,7 @@ class VoicePipeline:
                voice_out: tuple[Any, Any, Any] | None) -> str:
         cancel = run.cancel
         synth = _Synthesis(run, self.gate, *voice_out) if voice_out is not None else None
-        splitter = SentenceSplitter()
+        splitter = SentenceSplitter(first_words=FIRST_WORDS)
         pieces: list[str] = []
         try:
             stream = self.session.send(text, cancel=cancel, gate=self.gate)

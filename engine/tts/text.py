@@ -118,11 +118,17 @@ class SentenceSplitter:
     A piece ends at sentence punctuation followed by a space (not after an abbreviation such as
     "Dr." or inside a number such as "3.14"); a long sentence is also cut at a clause boundary
     (comma, semicolon, colon, dash) once it exceeds ``max_chars``, so speech can start early.
+
+    The first piece is what the person waits for, so it may be shorter still: cut at a clause
+    after ``first_clause_chars``, or, with ``first_words``, between words once that many whole
+    words have come with no punctuation yet (``benchmarks/first_piece.py`` measures both).
     """
 
-    def __init__(self, max_chars: int = 120, first_clause_chars: int = 30):
+    def __init__(self, max_chars: int = 120, first_clause_chars: int = 30,
+                 first_words: int = 0):
         self.max_chars = max_chars
         self.first_clause_chars = first_clause_chars  # the first piece may be cut this early
+        self.first_words = first_words  # 0: the first piece waits for punctuation
         self._buffer = ""
         self._emitted = 0
 
@@ -151,6 +157,12 @@ class SentenceSplitter:
             clauses = [m for m in _CLAUSE.finditer(self._buffer) if m.start() >= limit // 2]
             if clauses:
                 return self._cut(clauses[0].end())
+        if self._emitted == 0 and self.first_words:
+            # Words are whole only once the next one has begun (a space after them).
+            words = self._buffer.lstrip().split(" ")
+            if len(words) > self.first_words:
+                return self._cut(len(self._buffer) - len(self._buffer.lstrip())
+                                 + len(" ".join(words[:self.first_words])) + 1)
         if len(self._buffer) > 2 * self.max_chars:
             # Text with no punctuation at all (some models write it): cut between words
             # rather than keep the voice waiting for the end of the reply.
