@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from engine.asr.incremental import IncrementalTranscriber
-from engine.audio.listener import Listener, PushToTalk
+from engine.audio.listener import Listener, ListenOptions, PushToTalk, speech_bounds
+from engine.audio.vad import VoiceActivity
 from engine.errors import TalkError
 from tests import real_speech
 from tests.speech import SENTENCES, speech_array
@@ -50,6 +51,16 @@ def _feed(early: IncrementalTranscriber, audio: np.ndarray) -> None:
         early.push(audio[start:start + BLOCK])
 
 
+def _to_last_word(audio: np.ndarray) -> np.ndarray:
+    """``audio`` ending at its last voiced frame (espeak-ng leaves some silence after it)."""
+    vad = VoiceActivity(2)
+    verdicts = [vad.is_speech(audio[i:i + BLOCK]) for i in range(0, len(audio) - BLOCK + 1,
+                                                                     BLOCK)]
+    bounds = speech_bounds(verdicts, len(audio), ListenOptions(margin_s=0.0))
+    assert bounds is not None
+    return audio[:bounds[1]]
+
+
 def _silence(seconds: float) -> np.ndarray:
     return np.zeros(int(16000 * seconds), np.float32)
 
@@ -82,7 +93,7 @@ def test_speech_after_the_pause_is_decoded_again_at_release(tiny_en, clip, tmp_p
     early = IncrementalTranscriber(recognizer)
     _feed(early, np.concatenate([clip, _silence(0.6)]))
     _wait_for_early(early)
-    rest = np.concatenate([more, _silence(0.1)])
+    rest = _to_last_word(more)  # released right after the last word: no pause to use
     _feed(early, rest)  # the person went on talking: the early words are only half of it
     recording = np.concatenate([clip, _silence(0.6), rest])
     trimmed = Listener().trim(recording, early.verdicts)
@@ -95,7 +106,8 @@ def test_speech_after_the_pause_is_decoded_again_at_release(tiny_en, clip, tmp_p
 def test_release_right_after_the_last_word_decodes_at_release(tiny_en, clip):
     recognizer = Counting(tiny_en)
     early = IncrementalTranscriber(recognizer)
-    _feed(early, clip)  # espeak's clip ends right after the word: no pause to use
+    clip = _to_last_word(clip)
+    _feed(early, clip)  # released right after the last word: no pause to use
     trimmed = Listener().trim(clip, early.verdicts)
     transcript = early.finish(trimmed)
     assert early.hit is False and early.early_decodes == 0
@@ -178,3 +190,55 @@ def test_a_press_with_no_speech_closes_the_early_transcriber(tiny_en):
     with pytest.raises(TalkError, match="No speech"):
         ptt.release()
     assert ptt.early._closed and not ptt.early._worker.is_alive()
+
+
+def test_hands_free_decodes_during_the_closing_silence(tiny_en, clip):
+    recognizer = Counting(tiny_en)
+    recording = np.concatenate([_silence(0.5), clip, _silence(1.0)])
+    blocks = (recording[i:i + BLOCK] for i in range(0, len(recording), BLOCK))
+    heard = []
+    for item in Listener().utterances(blocks, early=lambda: IncrementalTranscriber(recognizer)):
+        _wait_for_early(item.early)  # a live microphone gives it the closing 0.6 s for this
+        heard.append(item)
+    assert len(heard) == 1
+    transcript = heard[0].early.finish(heard[0].audio)
+    assert heard[0].early.hit is True and recognizer.calls == 1
+    assert transcript.text == tiny_en.transcribe(heard[0].audio).text
+    assert "call me back" in transcript.text.lower()
+
+
+class _LiveMic(_Mic):
+    """Plays in real time, as a device does (the early decode then races the silence)."""
+
+    def blocks(self):
+        for start in range(0, len(self.audio), BLOCK):
+            if self.stopped.is_set():
+                return
+            threading.Event().wait(BLOCK / 16000)
+            yield self.audio[start:start + BLOCK]
+        self.fed.set()
+        self.stopped.wait()
+
+
+def test_the_hands_free_runner_gives_each_turn_its_early_transcript(tiny_en, clip, tmp_path):
+    from engine.conversation import ChatSession
+    from engine.pipeline import events as ev
+    from engine.pipeline.handsfree import HandsFree
+    from engine.pipeline.turns import VoicePipeline
+    from engine.store import ConversationStore
+    from tests.fakes import FakeChat
+
+    recognizer = Counting(tiny_en)
+    events = []
+    store = ConversationStore(tmp_path / "c.sqlite3")
+    pipeline = VoicePipeline(ChatSession(store, FakeChat("Sure."), "p"), recognizer=recognizer,
+                             on_event=events.append)
+    mic = _LiveMic(np.concatenate([_silence(0.3), clip, _silence(1.2)]))
+    runner = HandsFree(pipeline, mic, Listener())
+    runner.start()
+    assert mic.fed.wait(20)
+    pipeline.wait(20)
+    runner.stop()
+    done = [e for e in events if e.type == ev.TURN_DONE]
+    assert len(done) == 1 and "call me back" in done[0].data["user"].lower()
+    assert recognizer.calls == 1  # decoded once, during the silence, never again at the end

@@ -39,6 +39,14 @@ class ListenOptions:
     min_speech_s: float = 0.1  # less voiced audio than this is "no speech heard"
 
 
+@dataclass(frozen=True)
+class Heard:
+    """One hands-free utterance, and the early transcriber that heard it (if any)."""
+
+    audio: np.ndarray
+    early: Any = None
+
+
 class Listener:
     """Finds speech in 16 kHz mono blocks."""
 
@@ -55,7 +63,21 @@ class Listener:
 
         ``on_speech`` hears ``Boundary.STARTED`` / ``Boundary.ENDED`` as they happen.
         """
+        for heard in self.utterances(blocks, on_speech):
+            yield heard.audio
+
+    def utterances(self, blocks: Iterable[np.ndarray],
+                   on_speech: Callable[[Boundary], None] | None = None,
+                   early: Callable[[], Any] | None = None) -> Iterator[Heard]:
+        """Like :meth:`hands_free`, each utterance with the transcriber that heard it.
+
+        With ``early`` (a factory of engine.asr.incremental's transcriber), each utterance is
+        fed to a transcriber of its own frame by frame, which decodes it during the
+        segmenter's closing silence; the utterance is then trimmed with that transcriber's
+        verdicts, so the decode done early is the decode of exactly this audio.
+        """
         tell = on_speech or (lambda kind: None)
+        transcriber: Any = None
         opts = self.options.segmenter
         slicer = FrameSlicer(FRAME_MS)
         segmenter = Segmenter(opts)
@@ -73,15 +95,32 @@ class Listener:
                         tell(Boundary.STARTED)
                         utterance = list(ring)
                         ring.clear()
+                        transcriber = early() if early is not None else None
+                        for earlier in utterance if transcriber is not None else ():
+                            transcriber.push(earlier)
                     continue
                 utterance.append(frame)
+                if transcriber is not None:
+                    transcriber.push(frame)
                 if event is Boundary.ENDED:
                     tell(Boundary.ENDED)
-                    yield np.concatenate(utterance)
-                    utterance = None
+                    yield self._heard(utterance, transcriber)
+                    utterance, transcriber = None, None
         if utterance:  # the source ended mid-utterance (file end, device lost): keep it
             tell(Boundary.ENDED)
-            yield np.concatenate(utterance)
+            yield self._heard(utterance, transcriber)
+        elif transcriber is not None:
+            transcriber.close()
+
+    def _heard(self, frames: list[np.ndarray], transcriber: Any) -> Heard:
+        audio = np.concatenate(frames)
+        if transcriber is None:
+            return Heard(audio)
+        try:
+            return Heard(self.trim(audio, transcriber.verdicts), transcriber)
+        except NoSpeechError:  # its own detector heard less than the segmenter's: decode as is
+            transcriber.close()
+            return Heard(audio)
 
     def trim(self, audio: np.ndarray, verdicts: list[bool] | None = None) -> np.ndarray:
         """Push-to-talk: cut silence at both ends, keeping a margin.

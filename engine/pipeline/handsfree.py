@@ -53,9 +53,10 @@ class HandsFree:
     def run(self) -> None:
         """Listen on this thread until the microphone stops (or fails: ``on_error``)."""
         try:
-            for utterance in self.listener.hands_free(self._muted(self.microphone.blocks()),
-                                                      on_speech=self._on_speech):
-                self.pipeline.start_audio_turn(utterance, time.perf_counter())
+            for heard in self.listener.utterances(self._muted(self.microphone.blocks()),
+                                                  on_speech=self._on_speech, early=self._early):
+                self.pipeline.start_audio_turn(heard.audio, time.perf_counter(),
+                                               early=heard.early)
         except TalkError as err:
             self.on_error(err)
         finally:
@@ -67,6 +68,20 @@ class HandsFree:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+
+    def _early(self) -> Any:
+        """A transcriber for the utterance just started (None without a recognizer).
+
+        It decodes during the segmenter's closing silence, so the end of speech finds the words
+        (nearly) ready.
+        """
+        from engine.asr.incremental import IncrementalTranscriber
+
+        recognizer = self.pipeline.recognizer
+        if recognizer is None:
+            return None
+        return IncrementalTranscriber(recognizer, gate=self.pipeline.gate,
+                                      options=self.listener.options)
 
     def _on_speech(self, boundary: Boundary) -> None:
         started = boundary is Boundary.STARTED
