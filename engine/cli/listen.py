@@ -46,24 +46,34 @@ def _recognizer(args: argparse.Namespace):
 
 
 def _transcribe(args: argparse.Namespace) -> int:
+    """Print each file's words; exit 1 when a file failed or no file held speech."""
+    from pathlib import Path
+
     from engine.audio.files import load_audio
 
     recognizer = _recognizer(args)
-    failed = 0
+    failed = heard = 0
     for name in args.files:
         try:
             audio = load_audio(name)
             transcript = recognizer.transcribe(audio)
         except TalkError as err:
+            # load_audio names the file; the recognizer's checks (NaN samples...) do not.
+            if Path(name).name not in err.message:
+                err = TalkError(f"{name}: {err.message}", hint=err.hint, code=err.code)
             print_error(err)
             failed += 1
             continue
         rtf = transcript.timings["transcribe"] / max(transcript.duration, 1e-6)
-        prefix = f"{name}: " if len(args.files) > 1 else ""
-        print(f"{prefix}{transcript.text or '(no speech)'}")
-        print(f"  [{transcript.duration:.1f} s of audio, language {transcript.language}, "
+        if transcript.text:
+            heard += 1
+            prefix = f"{name}: " if len(args.files) > 1 else ""
+            print(f"{prefix}{transcript.text}", flush=True)
+        else:  # stdout stays empty, so a script reading it never takes a placeholder for words
+            print(f"{name}: no speech heard", file=sys.stderr)
+        print(f"  [{transcript.duration:.1f} s of audio, language {transcript.language or '-'}, "
               f"real-time factor {rtf:.2f}]", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if failed or not heard else 0
 
 
 class _Meter:
@@ -82,6 +92,7 @@ class _Meter:
 
 
 def _listen(args: argparse.Namespace) -> int:
+    """Print what is said at the microphone; exit 1 when nothing was."""
     from engine.audio.capture import Microphone
     from engine.audio.listener import Listener, ListenOptions, PushToTalk
 
@@ -89,27 +100,31 @@ def _listen(args: argparse.Namespace) -> int:
     recognizer = _recognizer(args)
     meter = _Meter()
     listener = Listener(ListenOptions(sensitivity=args.sensitivity), on_level=meter)
+    heard = False
     if args.hands_free:
         microphone.start()
         print("Listening (hands-free). Speak; Ctrl-C stops.", file=sys.stderr, flush=True)
         try:
             for utterance in listener.hands_free(microphone.blocks()):
                 print("\r" + " " * 50 + "\r", end="", file=sys.stderr)
-                _say(recognizer.transcribe(utterance).text)
+                try:
+                    heard |= _say(recognizer.transcribe(utterance).text)
+                except TalkError as err:
+                    print_error(err)
                 if args.once:
                     break
         except KeyboardInterrupt:
             print(file=sys.stderr)
         finally:
             microphone.stop()
-        return 0
+        return 0 if heard else 1
     ptt = PushToTalk(microphone, listener)
     while True:
         try:
             input("Press Enter and speak; Enter again to stop (Ctrl-D quits). ")
         except (EOFError, KeyboardInterrupt):
             print(file=sys.stderr)
-            return 0
+            return 0 if heard else 1
         ptt.press()
         try:
             input()
@@ -120,12 +135,17 @@ def _listen(args: argparse.Namespace) -> int:
             audio = ptt.release()
             if ptt.error is not None:
                 print_error(ptt.error)
-            _say(recognizer.transcribe(audio).text)
+            heard |= _say(recognizer.transcribe(audio).text)
         except TalkError as err:
             print_error(err)
         if args.once:
-            return 0
+            return 0 if heard else 1
 
 
-def _say(text: str) -> None:
-    print(f"you said: {text}" if text else "(nothing recognised)", flush=True)
+def _say(text: str) -> bool:
+    """Print the words on stdout, or say on stderr that there were none; True if words."""
+    if text:
+        print(f"you said: {text}", flush=True)
+    else:
+        print("no speech heard", file=sys.stderr, flush=True)
+    return bool(text)
