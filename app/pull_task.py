@@ -1,8 +1,9 @@
 """One download from the catalogue, with its progress bar and Cancel button.
 
-Shared by the "Models and personas" dialog and the first-run page, so both pull the same way:
-``engine.install.manager.pull`` in a worker, bytes shown as "MB done / MB in all (percent)",
-Cancel through the worker's cancel token. Only one pull runs per panel.
+Shared by the "Models and personas" dialog, the first-run page and the Settings dialog (Whisper
+sizes), so all pull the same way: ``engine.install.manager.pull`` (``asr_pull.pull`` for a
+Whisper size) in a worker, bytes shown as "MB done / MB in all (percent)", Cancel through the
+worker's cancel token. Only one pull runs per panel.
 """
 
 from __future__ import annotations
@@ -49,11 +50,12 @@ def add_persona_folder(parent: QWidget, workers: WorkerPool, banner: Any, *,
 
 
 def window_pull_error(err: TalkError, *, pull: str = "Pull",
-                      add_folder: str = "Add folder…") -> TalkError:
+                      add_folder: str | None = "Add folder…") -> TalkError:
     """A pull failure in the window's words: its buttons, not terminal commands or errno text.
 
     The engine's message (for the command line) keeps the library's reason; here it goes in
-    the hint's last sentence only for errors other than "no network".
+    the hint's last sentence only for errors other than "no network". ``add_folder`` None:
+    nothing can be added from a folder (a Whisper size), so the hint does not offer it.
     """
     if err.code != "hub_unreachable":
         return err
@@ -66,9 +68,9 @@ def window_pull_error(err: TalkError, *, pull: str = "Pull",
               else "this computer cannot reach the Hugging Face Hub")
     first = (f"Start the app without HF_HUB_OFFLINE and press {pull} again." if blocked
              else f"Connect to the internet and press {pull} again.")
-    return TalkError(f"Cannot download {what}: {reason}.",
-                     hint=f"{first} If you have the model's files (copied from another "
-                          f"computer), add them with the “{add_folder}” button.", code=err.code)
+    copied = (f" If you have the model's files (copied from another computer), add them with "
+              f"the “{add_folder}” button." if add_folder else "")
+    return TalkError(f"Cannot download {what}: {reason}.", hint=first + copied, code=err.code)
 
 
 def pull_job(ref: str, *, progress: Any, cancel: CancelToken) -> Any:
@@ -80,10 +82,19 @@ def pull_job(ref: str, *, progress: Any, cancel: CancelToken) -> Any:
                         cancel=cancel)
 
 
+def asr_pull_job(ref: str, *, progress: Any, cancel: CancelToken) -> Any:
+    """Worker body for a Whisper size: like :func:`pull_job`, through ``asr_pull``."""
+    from engine.install import asr_pull
+
+    return asr_pull.pull(ref, progress=lambda line: progress(("text", line)),
+                         on_bytes=lambda done, total: progress(("bytes", done, total)),
+                         cancel=cancel)
+
+
 class PullPanel(QWidget):
     """Status line, progress bar and Cancel for one pull; hidden while idle."""
 
-    succeeded = Signal(object)  # the pulled Persona, or a VoicePull for a voice model
+    succeeded = Signal(object)  # the pulled Persona, a VoicePull or an AsrPull (Whisper)
     failed = Signal(object)  # a TalkError; a cancelled pull fails with code "cancelled"
     busy_changed = Signal(bool)
 
@@ -121,7 +132,8 @@ class PullPanel(QWidget):
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat(f"0 / about {entry.size_mb} MB (%p%)")
         self.cancel_button.setEnabled(True)
-        self.worker = Worker(pull_job, entry.id, name=f"pull {entry.id}", with_progress=True,
+        job = asr_pull_job if entry.kind == "asr" else pull_job
+        self.worker = Worker(job, entry.id, name=f"pull {entry.id}", with_progress=True,
                              with_cancel=True)
         self.worker.signals.progress.connect(self._progress)
         self.worker.signals.finished.connect(self._done)

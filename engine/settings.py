@@ -21,7 +21,6 @@ from engine.models.device import DEVICE_SETTINGS
 
 SCHEMA_VERSION = 2
 ASR_BACKENDS = ("faster-whisper", "whisper")
-ASR_MODELS = ("bundled", "tiny", "base", "small", "medium", "large-v3")
 CHAT_BACKENDS = ("local", "remote")
 
 
@@ -34,7 +33,9 @@ class Settings:
     input_device: str | None = None  # microphone name; None: the system default
     output_device: str | None = None  # speaker name; None: the system default
     asr_backend: str = "faster-whisper"  # one of ASR_BACKENDS
-    asr_model: str = "bundled"  # "bundled" (tiny.en, offline) or a Whisper size
+    # "auto" (the catalogue's default for the device: bundled tiny.en on a CPU, a larger size
+    # on a GPU once pulled), "bundled", or a Whisper size from the catalogue ("small.en")
+    asr_model: str = "auto"
     language: str = "en"  # "auto" lets Whisper detect it
     chat_backend: str = "local"  # "local" runs the persona here; "remote" calls remote_url
     remote_url: str = ""  # TGI / Inference Endpoint URL for the remote backend

@@ -1,9 +1,9 @@
 """The "Models and personas" dialog: what the catalogue offers, what is here, pull / add / remove.
 
-Rows are the catalogue's personas and voice model, then installed personas the catalogue does not
-know (added folders, trained ones). Status comes from the file system (``availability``), never
-from loading a model. Pulls, removals and additions run in workers; every failure appears in the
-banner at the top and the dialog keeps working.
+Rows are the catalogue's personas, voice models and Whisper sizes (speech recognition), then
+installed personas the catalogue does not know (added folders, trained ones). Status comes from
+the file system (``availability``), never from loading a model. Pulls, removals and additions
+run in workers; every failure appears in the banner at the top and the dialog keeps working.
 """
 
 from __future__ import annotations
@@ -35,12 +35,13 @@ from app.widgets.banner import Banner
 from app.workers import Worker, WorkerPool
 from engine import paths
 from engine.errors import TalkError
-from engine.models.catalogue import CatalogueEntry, catalogue, tts_catalogue
+from engine.models.catalogue import CatalogueEntry, asr_catalogue, catalogue, tts_catalogue
 from engine.models.persona import Persona
 
 COLUMNS = ("Name", "Kind", "Size (MB)", "Status", "Description")
 KIND_LABELS = {"bundled": "bundled", "hub": "download", "recipe": "trained locally",
                "tts": "voice model"}
+SPEECH_KIND = "speech model"  # the Kind column of every Whisper row, the bundled one too
 ID_ROLE = Qt.ItemDataRole.UserRole
 
 
@@ -61,7 +62,13 @@ class Row:
     @property
     def pullable(self) -> bool:
         """A catalogue download that is not here yet."""
-        return self.entry is not None and self.entry.kind in ("hub", "tts") and not self.ready
+        return (self.entry is not None and self.entry.kind in ("hub", "tts", "asr")
+                and not self.ready)
+
+    @property
+    def speech_model(self) -> bool:
+        """A pulled Whisper size (removed from the Hub cache, not from the personas)."""
+        return self.entry is not None and self.entry.kind == "asr"
 
     @property
     def bundled(self) -> bool:
@@ -93,6 +100,12 @@ def build_rows() -> tuple[list[Row], list[TalkError]]:
                       "bundled": "not installed"}.get(entry.kind, "not downloaded")
         rows.append(Row(entry.id, entry.name, KIND_LABELS.get(entry.kind, entry.kind),
                         entry.size_mb, status, entry.description, entry, persona, ready))
+    from engine.install import asr_pull
+
+    for entry in asr_catalogue():
+        status = asr_pull.status(entry.id)
+        rows.append(Row(entry.id, entry.name, SPEECH_KIND, entry.size_mb, status,
+                        entry.description, entry, None, asr_pull.is_ready(entry.id)))
     for persona in by_id.values():  # added folders, trained personas
         ready, status = persona_status(persona)
         rows.append(Row(persona.id, persona.label, "local", folder_size(persona.folder) / 1e6,
@@ -123,7 +136,7 @@ class ModelsDialog(QDialog):
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setAccessibleName("Personas and voice models")
+        self.table.setAccessibleName("Personas, voice models and speech models")
         self.table.verticalHeader().hide()
         header = self.table.horizontalHeader()
         for column in range(len(COLUMNS) - 1):
@@ -144,7 +157,8 @@ class ModelsDialog(QDialog):
         self.pull_button.setToolTip("Download the selected model from the Hugging Face Hub")
         self.pull_button.clicked.connect(self.pull_selected)
         self.remove_button = QPushButton("&Remove", self)
-        self.remove_button.setToolTip("Delete the selected persona from this computer")
+        self.remove_button.setToolTip("Delete the selected persona or speech model from this "
+                                      "computer")
         self.remove_button.clicked.connect(self.remove_selected)
         self.add_button = QPushButton("&Add folder…", self)
         self.add_button.setToolTip("Add a persona folder or a transformers checkpoint folder")
@@ -236,8 +250,9 @@ class ModelsDialog(QDialog):
     def _update_buttons(self) -> None:
         row = self.selected_row()
         self.pull_button.setEnabled(row is not None and row.pullable and not self.pull_panel.busy)
-        self.remove_button.setEnabled(row is not None and row.persona is not None
-                                      and not self._removing)
+        removable = row is not None and (row.persona is not None
+                                         or (row.speech_model and row.ready))
+        self.remove_button.setEnabled(removable and not self._removing)
         self.add_button.setEnabled(not self._adding)
         self.export_button.setEnabled(row is not None and row.persona is not None
                                       and not self._sharing)
@@ -255,8 +270,13 @@ class ModelsDialog(QDialog):
         self._update_buttons()
 
     def _pulled(self, result: Any) -> None:
+        from engine.install.asr_pull import AsrPull
+
         if isinstance(result, Persona):
             self.banner.show_message(f"{result.label} is ready.", level="info")
+        elif isinstance(result, AsrPull):  # the window's words, not the CLI's --model
+            self.banner.show_message(f"{result.entry.name} is ready and works offline: choose "
+                                     "it in Settings, Speech recognition, Model.", level="info")
         else:  # a voice model: say whether it can clone, and how to get cloning if not
             from engine.install.voice_pull import describe
 
@@ -269,7 +289,11 @@ class ModelsDialog(QDialog):
         if err.code == "cancelled":
             self.banner.show_message(err, level="info")
         else:
-            self.banner.show_message(window_pull_error(err), title="Download failed")
+            entry = self.pull_panel.entry
+            speech = entry is not None and entry.kind == "asr"  # no folder to add for Whisper
+            self.banner.show_message(window_pull_error(err, add_folder=None if speech
+                                                       else "Add folder…"),
+                                     title="Download failed")
         self.refresh()  # files may have arrived before the failure
 
     # -- remove ------------------------------------------------------------------------------
@@ -277,6 +301,9 @@ class ModelsDialog(QDialog):
     def remove_selected(self) -> None:
         """Remove the selected persona after asking; the bundled one is refused in the banner."""
         row = self.selected_row()
+        if row is not None and row.speech_model and row.entry is not None:
+            self._remove_speech_model(row.entry)
+            return
         if row is None or row.persona is None:
             return
         from engine.install import manager
@@ -307,6 +334,33 @@ class ModelsDialog(QDialog):
             lambda err: self.banner.show_message(err, title="Remove failed"))
         worker.signals.done.connect(self._remove_finished)
         self.workers.start(worker)  # after connecting: a quick job could end before that
+
+    def _remove_speech_model(self, entry: CatalogueEntry) -> None:
+        """Delete a pulled Whisper size after asking (its download and openai-whisper copy)."""
+        answer = QMessageBox.question(
+            self, "Remove speech model",
+            f"Remove {entry.name} from this computer? Its downloaded files are deleted; pull it "
+            "again to use it.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No)
+        if answer != QMessageBox.StandardButton.Yes:
+            return
+        from engine.install import asr_pull
+
+        self._removing = True
+        self._update_buttons()
+        worker = Worker(asr_pull.remove, entry.id, name=f"remove {entry.id}")
+        worker.signals.finished.connect(lambda freed: self._speech_model_removed(entry, freed))
+        worker.signals.failed.connect(
+            lambda err: self.banner.show_message(err, title="Remove failed"))
+        worker.signals.done.connect(self._remove_finished)
+        self.workers.start(worker)  # after connecting: a quick job could end before that
+
+    def _speech_model_removed(self, entry: CatalogueEntry, freed: int) -> None:
+        self.banner.show_message(f"Removed {entry.name} ({freed / 1e6:,.0f} MB freed).",
+                                 level="info")
+        self.refresh()
+        self.personas_changed.emit()
 
     def _repo_shared(self, persona: Persona) -> bool:
         """Whether another persona uses the same Hub repo (its cache must then stay)."""

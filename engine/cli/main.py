@@ -97,15 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoding_flags(chat)
 
     models = sub.add_parser("models", help="list, pull, add, remove, export or import "
-                                           "personas")
+                                           "personas; pull voice models and Whisper sizes")
     msub = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
-    msub.add_parser("list", help="catalogue and installed personas, with sizes")
-    pull = msub.add_parser("pull", help="download a catalogue persona from the Hugging Face Hub")
+    msub.add_parser("list", help="catalogue, installed personas, voice models and Whisper "
+                                 "sizes, with sizes and what is here")
+    pull = msub.add_parser("pull", help="download a catalogue persona, voice model or Whisper "
+                                        "size (small.en...) from the Hugging Face Hub; Ctrl-C "
+                                        "stops it")
     pull.add_argument("name")
     add = msub.add_parser("add", help="add a local persona folder or transformers checkpoint")
     add.add_argument("folder")
     add.add_argument("--name", help="name to show (default: the folder's)")
-    remove = msub.add_parser("remove", help="remove an installed persona")
+    remove = msub.add_parser("remove", help="remove an installed persona or a pulled Whisper "
+                                            "size")
     remove.add_argument("name")
     remove.add_argument("--purge-cache", action="store_true",
                         help="also delete its files from the Hugging Face cache")

@@ -1,12 +1,25 @@
-"""``models``: the catalogue, and the personas installed on this machine."""
+"""``models``: the catalogue, the personas installed here, voice models and Whisper sizes."""
 
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from engine import paths
+from engine.cancel import CancelToken
 from engine.install import manager
-from engine.models.catalogue import catalogue, tts_catalogue
+from engine.models.catalogue import (
+    asr_catalogue,
+    asr_entry,
+    catalogue,
+    catalogue_entry,
+    tts_catalogue,
+)
 from engine.models.persona import Persona
 from engine.models.registry import list_personas
 
@@ -17,19 +30,16 @@ def run_models(args: argparse.Namespace) -> int:
     if action == "list":
         _list()
     elif action == "pull":
-        persona = manager.pull(args.name)
-        if not isinstance(persona, Persona):
-            from engine.install.voice_pull import describe
-
-            print(describe(persona))
-            print("Replies can now be spoken: talk-to-transformers chat --speak")
-        else:
-            print(f"Ready: {persona.label}. Chat with it: talk-to-transformers chat "
-                  f"-p {persona.id}")
+        return _pull(args.name)
     elif action == "add":
         persona = manager.add_folder(args.folder, name=args.name)
         print(f"Added {persona.label} as '{persona.id}'. "
               f"Chat with it: talk-to-transformers chat -p {persona.id}")
+    elif action == "remove" and _is_whisper(args.name, installed_first=True):
+        from engine.install import asr_pull
+
+        freed = asr_pull.remove(args.name)
+        print(f"Removed {asr_pull.find(args.name).name} ({freed / 1e6:.0f} MB freed).")
     elif action == "remove":
         where = manager.remove(args.name, purge_cache=args.purge_cache)
         print(f"Removed {args.name} ({where}).")
@@ -53,6 +63,75 @@ def run_models(args: argparse.Namespace) -> int:
         print(f"Chat with it: talk-to-transformers chat -p {got.persona.id}"
               + (" --speak" if got.voice is not None else ""))
     return 0
+
+
+def _pull(name: str) -> int:
+    """``models pull NAME``: a persona, a voice model or a Whisper size, Ctrl-C stopping it."""
+    from engine.install.manager import PullCancelled
+
+    result: Any
+    try:
+        with _ctrl_c_cancels() as cancel:
+            if _is_whisper(name):
+                from engine.install import asr_pull
+
+                result = asr_pull.pull(name, cancel=cancel)
+            else:
+                result = manager.pull(name, cancel=cancel)
+    except PullCancelled as err:
+        from engine.cli.common import print_error
+
+        print(file=sys.stderr)
+        print_error(err)
+        return 130  # what a Ctrl-C anywhere else in the CLI exits with
+    if isinstance(result, Persona):
+        print(f"Ready: {result.label}. Chat with it: talk-to-transformers chat -p {result.id}")
+    elif _is_whisper(name):
+        from engine.install import asr_pull
+
+        print(asr_pull.describe(result))
+    else:
+        from engine.install.voice_pull import describe
+
+        print(describe(result))
+        print("Replies can now be spoken: talk-to-transformers chat --speak")
+    return 0
+
+
+@contextmanager
+def _ctrl_c_cancels() -> Iterator[CancelToken]:
+    """A cancel token that Ctrl-C sets, for the length of a pull.
+
+    A plain KeyboardInterrupt reaches only the main thread: huggingface_hub's download threads
+    would go on until their files were complete. The token stops them at their next piece. A
+    second Ctrl-C interrupts at once.
+    """
+    token = CancelToken()
+    if threading.current_thread() is not threading.main_thread():
+        yield token  # signal handlers can only be set from the main thread
+        return
+
+    def stop(_signum: int, _frame: Any) -> None:
+        if token.cancelled:
+            raise KeyboardInterrupt
+        token.cancel()
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        yield token
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _is_whisper(name: str, *, installed_first: bool = False) -> bool:
+    """Whether ``name`` means a Whisper size rather than a persona or voice model.
+
+    Personas win: a catalogue persona, or (``installed_first``) an installed persona folder of
+    that name, is never taken for a Whisper size.
+    """
+    if asr_entry(name) is None or catalogue_entry(name) is not None:
+        return False
+    return not (installed_first and (paths.personas_dir() / name).is_dir())
 
 
 def _status(persona: Persona) -> tuple[str, int]:
@@ -98,5 +177,18 @@ def _list() -> None:
         if state == "not downloaded":
             state = f"pull: talk-to-transformers models pull {entry.id}"
         print(f"  {entry.id:<18} {entry.name:<34} {entry.size_mb:>7} MB  {state}")
+        if entry.description:
+            print(f"  {'':<18} {entry.description}")
+    print("\nSpeech recognition (Whisper; use one with --model SIZE or in Settings):")
+    from engine.install import asr_pull
+
+    for entry in asr_catalogue():
+        name = entry.size or entry.id
+        state = asr_pull.status(name)
+        if state == "not downloaded":
+            state = f"pull: talk-to-transformers models pull {name}"
+        elif state == "ready":
+            state = f"ready ({asr_pull.size_on_disk(name) / 1e6:.0f} MB on disk)"
+        print(f"  {name:<18} {entry.name:<34} {entry.size_mb:>7} MB  {state}")
         if entry.description:
             print(f"  {'':<18} {entry.description}")

@@ -56,12 +56,15 @@ class PullCancelled(ModelNotAvailableError):
 
 def _offline_error(entry: CatalogueEntry, err: Exception) -> ModelNotAvailableError:
     offline_flag = " and unset HF_HUB_OFFLINE" if os.environ.get("HF_HUB_OFFLINE") else ""
+    # A Whisper size is not a persona: its copied folder is used where it is, not added.
+    elsewhere = ("copy its CTranslate2 folder here and use it with `--model FOLDER`"
+                 if entry.kind == "asr" else
+                 "copy a checkpoint here and add it with `talk-to-transformers models add FOLDER`")
     return ModelNotAvailableError(
         f"Cannot download {entry.name}: the Hugging Face Hub is not reachable ({_brief(err)}).",
         hint=(
             f"Connect to the internet{offline_flag}, run "
-            f"`talk-to-transformers models pull {entry.id}` again, or copy a checkpoint here "
-            "and add it with `talk-to-transformers models add FOLDER`."
+            f"`talk-to-transformers models pull {entry.id}` again, or {elsewhere}."
         ),
         code="hub_unreachable",
     )
@@ -193,42 +196,74 @@ def pull(ref: str, *, progress: Callable[[str], None] = print,
     if entry.kind != "hub" or not entry.repo_id:
         raise PersonaError(f"{entry.name} is {entry.kind}, not downloadable.",
                            code="persona_not_pullable")
-    import huggingface_hub
-    from huggingface_hub import constants as hub_constants
 
-    from engine.secrets import hf_token
+    def patterns(files: list[str]) -> list[str]:
+        # Prefer safetensors; fall back to PyTorch .bin (loaded with weights_only by
+        # transformers).
+        safetensors = any(f.endswith(".safetensors") for f in files)
+        return _CONFIG_PATTERNS + (["*.safetensors"] if safetensors else ["*.bin"])
 
-    bytes_progress = _ByteProgress(entry, on_bytes, cancel, None)
-    bytes_progress.check()
-    token = hf_token()  # keyring, then HF_TOKEN (gated models); None: the Hub library's own login
-    with _hub_errors(entry):
-        info = huggingface_hub.HfApi(token=token).model_info(entry.repo_id, files_metadata=True)
-        files = [s.rfilename for s in info.siblings or []]
-        # Prefer safetensors; fall back to PyTorch .bin (loaded with weights_only by transformers).
-        weights = ["*.safetensors"] if any(f.endswith(".safetensors") for f in files) else ["*.bin"]
-        patterns = _CONFIG_PATTERNS + weights
-        bytes_progress.expected_total = _bytes_to_fetch(entry.repo_id, info, patterns)
-        progress(f"Downloading {entry.name} ({entry.repo_id}, about {entry.size_mb} MB)...")
-        bytes_progress.check()
-        hub_constants.DOWNLOAD_CHUNK_SIZE = min(hub_constants.DOWNLOAD_CHUNK_SIZE, _CHUNK_BYTES)
-        folder = huggingface_hub.snapshot_download(
-            # persona.json records the commit, so the persona stays on what was pulled.
-            entry.repo_id, revision=info.sha,
-            allow_patterns=patterns, tqdm_class=bytes_progress.tqdm_class(), token=token,
-        )
-    bytes_progress.check()  # a cancel that came with the last byte still wins
-    bytes_progress.report(force=True)
+    folder, revision = download_snapshot(entry, patterns, progress=progress, on_bytes=on_bytes,
+                                         cancel=cancel)
     persona_json = {
         "schema_version": 1,
         "name": entry.name,
         "description": entry.description,
         "base_model": entry.repo_id,
         "prompt_format": "dialogpt" if "dialogpt" in entry.repo_id.lower() else "chat_template",
-        "weights": {"source": "hub", "repo_id": entry.repo_id, "revision": info.sha},
+        # The commit, so the persona stays on what was pulled.
+        "weights": {"source": "hub", "repo_id": entry.repo_id, "revision": revision},
         "decoding": default_decoding("dialogpt"),
     }
     progress(f"Downloaded to the Hugging Face cache: {folder}")
     return _install_folder(entry.id, persona_json, source=None)
+
+
+def download_snapshot(entry: CatalogueEntry, patterns: Callable[[list[str]], list[str]], *,
+                      progress: Callable[[str], None],
+                      on_bytes: Callable[[int, int | None], None] | None,
+                      cancel: Cancellable | None) -> tuple[Path, str]:
+    """Download the files of ``entry.repo_id`` that ``patterns`` picks into the Hub cache.
+
+    The one download path of catalogue repos (personas, Whisper sizes): bytes reported to
+    ``on_bytes``, ``cancel`` checked at every piece, the Hub library's failures turned into
+    errors that say what to do (see :func:`pull`).
+
+    Args:
+        entry: A catalogue entry with a ``repo_id``.
+        patterns: Given the repo's file names, the ``allow_patterns`` to download.
+        progress: Receives a line of text at each stage.
+        on_bytes: Receives ``(bytes done, bytes in all or None)``.
+        cancel: When cancelled, PullCancelled is raised at the next piece.
+
+    Returns:
+        The snapshot folder, and the commit it holds (pinned: a later push to the repo does not
+        change what was pulled).
+
+    """
+    import huggingface_hub
+    from huggingface_hub import constants as hub_constants
+
+    from engine.secrets import hf_token
+
+    repo_id = entry.repo_id or ""
+    bytes_progress = _ByteProgress(entry, on_bytes, cancel, None)
+    bytes_progress.check()
+    token = hf_token()  # keyring, then HF_TOKEN (gated models); None: the Hub library's own login
+    with _hub_errors(entry):
+        info = huggingface_hub.HfApi(token=token).model_info(repo_id, files_metadata=True)
+        chosen = patterns([s.rfilename for s in info.siblings or []])
+        bytes_progress.expected_total = _bytes_to_fetch(repo_id, info, chosen)
+        progress(f"Downloading {entry.name} ({repo_id}, about {entry.size_mb} MB)...")
+        bytes_progress.check()
+        hub_constants.DOWNLOAD_CHUNK_SIZE = min(hub_constants.DOWNLOAD_CHUNK_SIZE, _CHUNK_BYTES)
+        folder = huggingface_hub.snapshot_download(
+            repo_id, revision=info.sha, allow_patterns=chosen,
+            tqdm_class=bytes_progress.tqdm_class(), token=token,
+        )
+    bytes_progress.check()  # a cancel that came with the last byte still wins
+    bytes_progress.report(force=True)
+    return Path(folder), str(info.sha)
 
 
 @contextmanager

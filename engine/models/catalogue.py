@@ -1,4 +1,4 @@
-"""The catalogue of personas a user can get: bundled, pulled from the Hub, or trained."""
+"""The catalogue of what a user can get: personas, voice models and Whisper sizes."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ class CatalogueEntry:
     config: str | None = None  # voice models: the pocket-tts config (e.g. english_7m_2026-10)
     default_on: tuple[str, ...] = ()  # voice models: devices ("cpu", "cuda") it is the default on
     int8_on_cpu: bool = False  # voice models: quantize on a CPU (pays off for the big one only)
+    size: str | None = None  # speech models: the name settings and --model use ("small.en")
 
 
 @functools.lru_cache(maxsize=1)
@@ -46,6 +47,26 @@ def tts_catalogue() -> list[CatalogueEntry]:
     """Voice models (the cloning TTS) that can be pulled."""
     return [CatalogueEntry(**{**entry, "default_on": tuple(entry.get("default_on", ()))})
             for entry in _load().get("tts", [])]
+
+
+def asr_catalogue() -> list[CatalogueEntry]:
+    """Whisper models for speech recognition: the bundled one, then the sizes that can be pulled.
+
+    A pullable size (kind "asr") is a CTranslate2 repo that faster-whisper loads as it is and
+    the openai-whisper backend converts once, so one download serves both backends.
+    """
+    return [CatalogueEntry(**{**entry, "default_on": tuple(entry.get("default_on", ()))})
+            for entry in _load().get("asr", [])]
+
+
+def asr_entry(ref: str) -> CatalogueEntry | None:
+    """The Whisper model whose size, id, name or repo id is ``ref`` (case-insensitive), if any."""
+    ref = ref.lower()
+    for entry in asr_catalogue():
+        if ref in {(entry.size or "").lower(), entry.id.lower(), entry.name.lower(),
+                   (entry.repo_id or "").lower()}:
+            return entry
+    return None
 
 
 def catalogue_entry(ref: str) -> CatalogueEntry | None:
