@@ -17,6 +17,10 @@ again with ``quantize=True`` (dynamic int8 flow LM, the app's CPU default) unles
 
     .venv/bin/python benchmarks/tts.py [--models english_2026-10 english_7m_2026-10 ...]
         [--frames 25] [--repeats 5] [--threads 1,2] [--no-quantize] [--json OUT]
+        [--device cuda]
+
+On ``--device cuda`` the int8 runs are skipped (dynamic int8 is the CPU's), and each chunk of
+the raw path is waited for before it counts, as the app's copy to the CPU does.
 """
 
 from __future__ import annotations
@@ -71,7 +75,16 @@ def app_run(tts: PocketTTS) -> tuple[float, float, int]:
 
 def raw_run(tts: PocketTTS, state: Any, spoken: str) -> tuple[float, float, int]:
     stream = tts._model.generate_audio_stream(state, spoken, copy_state=True)
-    return timed(stream, lambda c: int(c.shape[-1]))
+    return timed(stream, chunk_samples)
+
+
+def chunk_samples(chunk: Any) -> int:
+    """Samples in a raw chunk; on CUDA once it is computed (kernels run asynchronously)."""
+    if getattr(chunk, "is_cuda", False):
+        import torch
+
+        torch.cuda.synchronize()
+    return int(chunk.shape[-1])
 
 
 def cold_run(tts: PocketTTS) -> tuple[float, float, int]:
@@ -143,9 +156,10 @@ def measure(tts: PocketTTS, name: str, threads: int, frames: int, repeats: int) 
     return result
 
 
-def load(config: Path, frames: int, quantize: bool) -> tuple[PocketTTS, float]:
+def load(config: Path, frames: int, quantize: bool,
+         device: str = "cpu") -> tuple[PocketTTS, float]:
     started = time.perf_counter()
-    tts = PocketTTS(str(config), device="cpu", eos_threshold=1e9, quantize=quantize)
+    tts = PocketTTS(str(config), device=device, eos_threshold=1e9, quantize=quantize)
     seconds = time.perf_counter() - started
     # Random weights: EOS is random, so every sentence gets exactly `frames` frames.
     tts._model._estimate_max_gen_len = lambda token_count: frames
@@ -167,7 +181,7 @@ def bench_model(name: str, args: argparse.Namespace, root: Path, cache: Path,
     repos = build_pocket_repos(root / name, name)
     install_into_cache(repos, cache)
     built = time.perf_counter() - started
-    tts, load_s = load(repos.config, args.frames, quantize=False)
+    tts, load_s = load(repos.config, args.frames, quantize=False, device=args.device)
     flow, mimi = millions(tts._model.flow_lm), millions(tts._model.mimi)
     print(f"\n=== {name}: flow LM {flow:.2f} M + mimi {mimi:.2f} M parameters; built in "
           f"{built:.1f} s, loaded by PocketTTS in {load_s:.2f} s [{LABEL}]")
@@ -178,7 +192,9 @@ def bench_model(name: str, args: argparse.Namespace, root: Path, cache: Path,
         results.append(result)
     del tts
     gc.collect()
-    if args.quantize:
+    if args.quantize and args.device == "cuda":
+        print(f"\n=== {name} int8: skipped on CUDA (dynamic int8 is for the CPU)")
+    elif args.quantize:
         label = f"{name} int8"
         try:
             torch.set_num_threads(max(threads))
@@ -207,6 +223,7 @@ def main() -> None:
     parser.add_argument("--no-quantize", dest="quantize", action="store_false",
                         help="skip the quantize=True runs")
     parser.add_argument("--json", type=Path, default=None, help="write every figure here")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",") if t.strip()]
 
