@@ -142,9 +142,8 @@ class Controller(QObject):
         """(Re)load speech recognition with the current settings."""
         self._loads["asr"] += 1
         generation = self._loads["asr"]
-        label = "Whisper tiny.en (bundled)" if self.settings.asr_model == "bundled" else (
-            f"Whisper {self.settings.asr_model}")
-        self._set_state("asr", LOADING, f"Loading speech recognition ({label})…")
+        self._set_state("asr", LOADING,
+                        f"Loading speech recognition ({_whisper_label(self.settings.asr_model)})…")
 
         def loaded(recognizer: Any) -> None:
             if generation != self._loads["asr"] or self._closing:
@@ -152,7 +151,9 @@ class Controller(QObject):
             self.recognizer = recognizer
             if self.pipeline is not None:
                 self.pipeline.set_recognizer(recognizer)
-            self._set_state("asr", READY, f"Speech recognition: {label}.")
+            # The model "auto" chose, by name.
+            name = getattr(recognizer, "model_name", self.settings.asr_model)
+            self._set_state("asr", READY, f"Speech recognition: {_whisper_label(name)}.")
 
         self.workers.run(self.backends.recognizer, self.settings, name="load speech recognition",
                          on_done=loaded,
@@ -619,6 +620,12 @@ class Controller(QObject):
             self.player = None
         self._session_store.close()
         self.store.close()
+
+
+def _whisper_label(model: str) -> str:
+    if model in ("bundled", "bundled-tiny.en"):
+        return "Whisper tiny.en (bundled)"
+    return "Whisper, chosen for this computer" if model == "auto" else f"Whisper {model}"
 
 
 def _persona_labels() -> dict[str, str]:

@@ -541,6 +541,8 @@ class MainWindow(QMainWindow):
         # The voice model may just have been pulled: try it again.
         if self.settings.speak_replies and self.controller.states["voice"] == FAILED:
             self.controller.load_voice_output()
+        if self.controller.states["asr"] == FAILED:  # a Whisper size may just have been pulled
+            self.controller.load_recognizer()
 
     def open_voices(self) -> None:
         """Show the voices dialog."""

@@ -72,7 +72,8 @@ def main() -> None:
 
     window = MainWindow(Settings(persona=args.persona, speak_replies=True))
     done: list = []
-    window.controller.event.connect(lambda e: done.append(e) if e.type == ev.TURN_DONE else None)
+    window.controller.pipeline_event.connect(
+        lambda e: done.append(e) if e.type == ev.TURN_DONE else None)
     window.resize(1100, 720)
     window.show()
     window.start()
