@@ -96,3 +96,29 @@ class DecodingOptions:
             if self.top_k:
                 params["top_k"] = self.top_k
         return params
+
+    def openai_parameters(self, *, extras: bool = True) -> dict[str, Any]:
+        """Fields of an OpenAI-compatible completions request (``no_repeat_ngram_size``: none).
+
+        ``extras`` adds ``top_k`` and ``repetition_penalty``, which vLLM, SGLang and TGI read
+        beyond the OpenAI schema. Strict servers (transformers serve, OpenAI itself) refuse
+        unknown fields; without extras the repetition penalty goes as ``frequency_penalty =
+        repetition_penalty - 1``: transformers serve turns that back into exactly this
+        repetition penalty, and OpenAI-style engines apply it as a mild, similar penalty. No
+        ``stop``: engines end at the model's EOS token, which is where a DialoGPT turn ends.
+        """
+        params: dict[str, Any] = {"max_tokens": self.max_new_tokens}
+        if self.do_sample:
+            params["temperature"] = self.temperature
+            params["top_p"] = self.top_p
+        else:
+            params["temperature"] = 0.0  # greedy in every OpenAI-style engine
+        if extras:
+            params["repetition_penalty"] = self.repetition_penalty
+            if self.do_sample and self.top_k:
+                params["top_k"] = self.top_k
+        elif self.repetition_penalty > 1:
+            # Rounded: 1.1 - 1 is 0.10000000000000009 in floats, and 1 + that is not 1.1 again.
+            # 2.0 is the most the OpenAI API accepts.
+            params["frequency_penalty"] = min(round(self.repetition_penalty - 1, 6), 2.0)
+        return params

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import paths
+from engine.chat.openai_api import API_CHOICES as REMOTE_APIS
 from engine.errors import ConfigError
 from engine.fsutil import atomic_write_text
 from engine.models.device import DEVICE_SETTINGS
@@ -38,7 +39,9 @@ class Settings:
     asr_model: str = "auto"
     language: str = "en"  # "auto" lets Whisper detect it
     chat_backend: str = "local"  # "local" runs the persona here; "remote" calls remote_url
-    remote_url: str = ""  # TGI / Inference Endpoint URL for the remote backend
+    remote_url: str = ""  # inference server URL for the remote backend (vLLM, TGI, ...)
+    remote_api: str = "auto"  # one of REMOTE_APIS: auto asks the server; openai or tgi
+    remote_model: str = ""  # model name to ask the server for; "": the server's first
     device: str = "auto"  # where local models run: auto (CUDA when present), cuda, cpu
     speak_replies: bool = True  # synthesise replies (when the voice model is pulled)
     tts_model: str = "auto"  # voice model: a catalogue id, or auto (the device's default)
@@ -68,6 +71,11 @@ class Settings:
                                                                                "https://")):
             found["chat_backend"] = ("the remote backend needs a URL starting with http:// or "
                                      "https://")
+        if self.remote_api not in REMOTE_APIS:
+            found["remote_api"] = (f"server API {self.remote_api!r} is not one of "
+                                   f"{', '.join(REMOTE_APIS)}")
+        if self.remote_model != self.remote_model.strip():
+            found["remote_model"] = "the server's model name has spaces around it"
         if self.tts_model != "auto":
             from engine.models.catalogue import tts_catalogue
 

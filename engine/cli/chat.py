@@ -77,6 +77,7 @@ def _open(persona: Persona, args: argparse.Namespace, out: TextIO):
 
     hf_logging.disable_progress_bar()
     backend = open_backend(persona, remote=args.remote, device=args.device,
+                           api=args.remote_api, model=args.remote_model,
                            **decoding_overrides(args))
     device = getattr(backend, "device", None)
     detail = f" on {device}" if device else ""

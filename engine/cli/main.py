@@ -15,7 +15,7 @@ from engine import __version__
 from engine.cli.common import print_error
 from engine.errors import TalkError
 from engine.models.device import DEVICE_SETTINGS
-from engine.settings import ASR_BACKENDS
+from engine.settings import ASR_BACKENDS, REMOTE_APIS
 
 
 def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +31,16 @@ def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
                           help="deterministic replies (no sampling)")
     sampling.add_argument("--sample", dest="do_sample", action="store_true",
                           help="sample replies")
+
+
+def _add_remote_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--remote", metavar="URL", help=what)
+    parser.add_argument("--remote-api", choices=REMOTE_APIS, default="auto",
+                        help="the server's API: openai (vLLM, TGI, transformers serve, "
+                             "Inference Endpoints...), tgi (TGI's own, the app's serve), or "
+                             "auto: ask the server (default)")
+    parser.add_argument("--remote-model", metavar="NAME",
+                        help="model name to ask the server for (default: its first)")
 
 
 def _add_asr_flags(parser: argparse.ArgumentParser) -> None:
@@ -78,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat = sub.add_parser("chat", help="typed chat in the terminal (streamed replies)")
     chat.add_argument("--persona", "-p", metavar="P",
                       help="persona id, name or folder (default: starter)")
-    chat.add_argument("--remote", metavar="URL",
-                      help="use a TGI server / Inference Endpoint instead of a local model")
+    _add_remote_flags(chat, "use an inference server (vLLM, TGI, transformers serve, an "
+                            "Inference Endpoint, the app's serve) instead of a local model")
     chat.add_argument("--device", choices=DEVICE_SETTINGS, default="auto",
                       help="where the local model runs (default: auto = CUDA if present)")
     where = chat.add_mutually_exclusive_group()
@@ -141,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     talk.add_argument("--persona", "-p", metavar="P")
     talk.add_argument("--voice", help="enrolled or built-in voice (builtin:alba) for replies "
                                       "(default: the persona's)")
-    talk.add_argument("--remote", metavar="URL", help="chat model on a TGI server")
+    _add_remote_flags(talk, "chat model on an inference server (OpenAI API or TGI)")
     talk.add_argument("--device-model", choices=DEVICE_SETTINGS, default="auto",
                       help="where the chat model runs")
     talk.add_argument("--device", "-d", metavar="D", help="microphone (number or name)")

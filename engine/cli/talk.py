@@ -38,6 +38,7 @@ def run_talk(args: argparse.Namespace) -> int:
     microphone = Microphone(args.device)  # "no microphone" before any slow loading
     print(f"Loading {persona.label}, speech recognition and the voice model...", flush=True)
     backend = open_backend(persona, remote=args.remote, device=args.device_model,
+                           api=args.remote_api, model=args.remote_model,
                            **decoding_overrides(args))
     recognizer = open_recognizer(args.asr, device=args.asr_device, language=args.language,
                                  **({"model": args.model} if args.model else {}))
