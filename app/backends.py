@@ -28,7 +28,8 @@ class EngineBackends:
 
         hf_logging.disable_progress_bar()  # the window shows its own; no bars on stderr
         remote = settings.remote_url if settings.chat_backend == "remote" else None
-        return open_backend(persona, remote=remote, device=settings.device)
+        return open_backend(persona, remote=remote, device=settings.device,
+                            api=settings.remote_api, model=settings.remote_model or None)
 
     def recognizer(self, settings: Settings) -> Any:
         """A loaded speech recogniser."""

@@ -286,8 +286,8 @@ class Controller(QObject):
     def apply_settings(self, new: Settings) -> None:
         """Use changed settings now, reloading only the parts they affect."""
         old, self.settings = self.settings, new
-        if (old.chat_backend, old.remote_url, old.device) != (
-                new.chat_backend, new.remote_url, new.device):
+        if (old.chat_backend, old.remote_url, old.remote_api, old.remote_model, old.device) != (
+                new.chat_backend, new.remote_url, new.remote_api, new.remote_model, new.device):
             self.load_persona(self.persona.id if self.persona else new.persona)
         if (old.asr_backend, old.asr_model, old.language, old.device) != (
                 new.asr_backend, new.asr_model, new.language, new.device):
@@ -478,9 +478,9 @@ class Controller(QObject):
         backend = self.session.backend if self.session is not None else None
         if backend is None:
             return ""
-        url = getattr(backend, "url", None)
-        if url:
-            return f"server {url}"
+        label = getattr(backend, "label", None) or getattr(backend, "url", None)
+        if label:  # "URL · model (OpenAI API)"
+            return f"server {label}"
         device = getattr(backend, "device", None)
         return {"cuda": "GPU (CUDA, fp16)", "cpu": "CPU"}.get(str(device), "")
 

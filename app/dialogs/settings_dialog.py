@@ -60,6 +60,9 @@ ASR_BACKEND_LABELS = {"faster-whisper": "faster-whisper (CTranslate2, faster on 
 MODEL_LABELS = {"bundled": "bundled (tiny.en, offline)"}  # other sizes show their own name
 DETAIL_ROLE = Qt.ItemDataRole.UserRole + 1  # a Whisper item's "487 MB, downloaded" text
 DEVICE_LABELS = {"auto": "auto (CUDA when present)", "cuda": "cuda (NVIDIA GPU)", "cpu": "cpu"}
+REMOTE_API_LABELS = {"auto": "Ask the server",
+                     "openai": "OpenAI-compatible (vLLM, TGI, transformers serve, Endpoints)",
+                     "tgi": "TGI generate (older TGI, the app's serve)"}
 SENSITIVITY_LABELS = ("lenient", "relaxed", "balanced", "strict")
 DEFAULT_DEVICE = "System default"
 
@@ -387,13 +390,23 @@ class SettingsDialog(QDialog):
         form.addRow("Backend:", _row(self.chat_local_radio, self.chat_remote_radio, stretch=True))
         self.remote_url_edit = QLineEdit(self.settings.remote_url, box)
         self.remote_url_edit.setPlaceholderText("https://my-endpoint.example/")
-        self.remote_url_edit.setToolTip("A Text Generation Inference server or a Hugging "
-                                        "Face Inference Endpoint")
+        self.remote_url_edit.setToolTip("An inference server: vLLM, TGI, transformers serve, "
+                                        "llama.cpp's server, a Hugging Face Inference Endpoint "
+                                        "or the app's own serve")
         form.addRow(_buddy("Server &URL:", self.remote_url_edit, box), self.remote_url_edit)
-        self.chat_remote_radio.toggled.connect(self.remote_url_edit.setEnabled)
+        self.remote_api_combo = _choice_combo(box, REMOTE_API_LABELS, self.settings.remote_api)
+        form.addRow(_buddy("Server &API:", self.remote_api_combo, box), self.remote_api_combo)
+        self.remote_model_edit = QLineEdit(self.settings.remote_model, box)
+        self.remote_model_edit.setPlaceholderText("the server's first model")
+        self.remote_model_edit.setToolTip("The model name the server knows the persona by "
+                                          "(OpenAI API only; e.g. the folder given to vllm serve)")
+        form.addRow(_buddy("&Which model:", self.remote_model_edit, box),
+                    self.remote_model_edit)
         remote = self.settings.chat_backend == "remote"
+        for widget in (self.remote_url_edit, self.remote_api_combo, self.remote_model_edit):
+            self.chat_remote_radio.toggled.connect(widget.setEnabled)
+            widget.setEnabled(remote)
         (self.chat_remote_radio if remote else self.chat_local_radio).setChecked(True)
-        self.remote_url_edit.setEnabled(remote)
 
         self.token_edit = QLineEdit(box)
         self.token_edit.setEchoMode(QLineEdit.EchoMode.Password)
@@ -466,6 +479,8 @@ class SettingsDialog(QDialog):
             language=self.language_combo.currentText().strip().lower(),
             chat_backend="remote" if self.chat_remote_radio.isChecked() else "local",
             remote_url=self.remote_url_edit.text().strip(),
+            remote_api=self.remote_api_combo.currentData(),
+            remote_model=self.remote_model_edit.text().strip(),
             device=self.device_combo.currentData(),
             speak_replies=self.speak_check.isChecked(),
             tts_model=self.tts_model_combo.currentData(),
@@ -500,7 +515,8 @@ class SettingsDialog(QDialog):
 
     def _focus_first_problem(self, fields: dict[str, str]) -> None:
         widgets = {"asr_backend": self.asr_backend_combo, "language": self.language_combo,
-                   "chat_backend": self.remote_url_edit, "device": self.device_combo,
+                   "chat_backend": self.remote_url_edit, "remote_api": self.remote_api_combo,
+                   "remote_model": self.remote_model_edit, "device": self.device_combo,
                    "sensitivity": self.sensitivity_slider}
         for name in fields:
             if name in widgets:

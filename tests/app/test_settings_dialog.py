@@ -101,6 +101,9 @@ def test_changes_are_saved_and_shown_after_a_restart(qtbot, open_dialog, app_dat
     tick(qtbot, dialog.chat_remote_radio)
     assert dialog.remote_url_edit.isEnabled()
     dialog.remote_url_edit.setText("https://endpoint.example/generate")
+    assert dialog.remote_api_combo.isEnabled() and dialog.remote_model_edit.isEnabled()
+    dialog.remote_api_combo.setCurrentIndex(dialog.remote_api_combo.findData("openai"))
+    dialog.remote_model_edit.setText("  pirate-7b ")
     dialog.device_combo.setCurrentIndex(dialog.device_combo.findData("cpu"))
     tick(qtbot, dialog.speak_check)
     dialog.sensitivity_slider.setValue(0)
@@ -111,7 +114,8 @@ def test_changes_are_saved_and_shown_after_a_restart(qtbot, open_dialog, app_dat
     assert dialog.result() == QDialog.DialogCode.Accepted
     expected = Settings(persona="pirate", voice="me", asr_backend="whisper", asr_model="small",
                         language="de", chat_backend="remote",
-                        remote_url="https://endpoint.example/generate", device="cpu",
+                        remote_url="https://endpoint.example/generate", remote_api="openai",
+                        remote_model="pirate-7b", device="cpu",
                         speak_replies=False, sensitivity=0, hands_free=True)
     assert saved == [expected] and dialog.result_settings == expected
     data = json.loads(settings_file(app_data).read_text())
@@ -127,6 +131,11 @@ def test_changes_are_saved_and_shown_after_a_restart(qtbot, open_dialog, app_dat
     assert again.language_combo.currentText() == "de"
     assert again.chat_remote_radio.isChecked() and again.remote_url_edit.isEnabled()
     assert again.remote_url_edit.text() == "https://endpoint.example/generate"
+    assert again.remote_api_combo.currentData() == "openai"
+    assert again.remote_model_edit.text() == "pirate-7b"
+    tick(qtbot, again.chat_local_radio)  # the server's fields are only for a server
+    assert not again.remote_api_combo.isEnabled() and not again.remote_model_edit.isEnabled()
+    tick(qtbot, again.chat_remote_radio)
     assert again.device_combo.currentData() == "cpu"
     assert not again.speak_check.isChecked() and again.hands_free_check.isChecked()
     assert again.sensitivity_slider.value() == 0
@@ -306,7 +315,8 @@ def test_every_input_is_keyboard_reachable(qtbot, open_dialog):
     dialog = open_dialog()
     inputs = [dialog.input_combo, dialog.output_combo, dialog.asr_backend_combo,
               dialog.asr_model_combo, dialog.language_combo, dialog.remote_url_edit,
-              dialog.token_edit, dialog.device_combo, dialog.sensitivity_slider]
+              dialog.remote_api_combo, dialog.remote_model_edit, dialog.token_edit,
+              dialog.device_combo, dialog.sensitivity_slider]
     buttons = [dialog.test_mic_button, dialog.test_speaker_button, dialog.chat_local_radio,
                dialog.chat_remote_radio, dialog.save_token_button, dialog.clear_token_button,
                dialog.speak_check, dialog.hands_free_check]
@@ -330,7 +340,8 @@ def test_every_input_is_keyboard_reachable(qtbot, open_dialog):
     controls = [dialog.input_combo, dialog.test_mic_button, dialog.output_combo,
                 dialog.test_speaker_button, dialog.asr_backend_combo, dialog.asr_model_combo,
                 dialog.language_combo, dialog.chat_local_radio, dialog.remote_url_edit,
-                dialog.token_edit, dialog.save_token_button, dialog.device_combo,
+                dialog.remote_api_combo, dialog.remote_model_edit, dialog.token_edit,
+                dialog.save_token_button, dialog.device_combo,
                 dialog.speak_check, dialog.sensitivity_slider, dialog.hands_free_check]
     positions = [chain.index(w) for w in controls]
     assert positions == sorted(positions)
