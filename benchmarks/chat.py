@@ -90,6 +90,10 @@ def main() -> None:
     chat = LocalChat.load(find_persona(args.persona), device=args.device, do_sample=False,
                           max_new_tokens=args.max_new_tokens)
     load_s = time.perf_counter() - started
+    # The same prompt is asked again and again here; the engine would answer it from the KV
+    # cache it keeps between turns (benchmarks/kv_reuse.py measures that), which is not the
+    # overhead this benchmark compares.
+    chat.reuse_kv_cache = False
     prompt = chat.build_prompt(HISTORY)
     print(f"persona {chat.persona.label} on {chat.device} "
           f"({torch.get_num_threads()} threads, torch {torch.__version__}); loaded in "
