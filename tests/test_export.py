@@ -185,3 +185,80 @@ def test_a_chat_model_base_keeps_its_prompt_format_in_training_and_export(
     prompt = chat.build_prompt(HELLO)  # fed through its chat template, system prompt first
     assert prompt.text.startswith("s: Be Chatty.") and prompt.text.endswith("a: ")
     assert chat.reply(HELLO) == chat.reply(HELLO)  # greedy: the model answers, the same way
+
+
+# -- exported personas on serving engines ------------------------------------------------------
+
+
+def test_dialogpt_export_is_a_plain_hf_folder_with_the_apps_prompt_as_template(full_run,
+                                                                                data_dir):
+    """What ``vllm serve FOLDER`` reads: config, safetensors, tokenizer, chat template."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from engine.chat.prompt import build_prompt
+    from engine.chat.templates import DIALOGPT_CHAT_TEMPLATE
+
+    persona = export_persona(full_run, "Served Berkeley")
+    folder = persona.folder
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                 "chat_template.jinja"):
+        assert (folder / name).is_file(), name
+    assert (folder / "chat_template.jinja").read_text(encoding="utf-8") == DIALOGPT_CHAT_TEMPLATE
+    config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert config["chat_template"] == DIALOGPT_CHAT_TEMPLATE  # for TGI and older readers
+    assert AutoModelForCausalLM.from_pretrained(folder) is not None
+    tokenizer = AutoTokenizer.from_pretrained(folder)  # as an engine loads it: no persona.json
+    history = [Turn("user", "hello there"), Turn("assistant", "i am fine thanks and you"),
+               Turn("user", "what is the weather like")]
+    chat = [{"role": t.role, "content": t.text} for t in history]
+    served = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True)
+    served = served["input_ids"] if hasattr(served, "keys") else served
+    local = build_prompt(tokenizer, history, prompt_format="dialogpt", context_tokens=64,
+                         reply_tokens=12)
+    assert list(served) == local.ids
+
+
+def test_lora_export_merged_by_default_carries_the_template(lora_run, data_dir):
+    """A merged LoRA export is plain weights: engines without adapter support load it."""
+    from transformers import AutoTokenizer
+
+    from engine.chat.templates import DIALOGPT_CHAT_TEMPLATE
+
+    merged = export_persona(lora_run, "Merged For Engines")
+    assert AutoTokenizer.from_pretrained(merged.folder).chat_template == DIALOGPT_CHAT_TEMPLATE
+    adapter = export_persona(lora_run, "Adapter For Engines", adapter_only=True)
+    assert (adapter.folder / "chat_template.jinja").is_file()  # vLLM --enable-lora needs a base
+
+
+def test_transformers_serve_chat_completions_equal_the_local_reply(full_run, data_dir, tmp_path,
+                                                                   monkeypatch):
+    """``/v1/chat/completions`` on an exported DialoGPT folder: the app's greedy reply."""
+    import dataclasses
+
+    import huggingface_hub.constants
+
+    from engine.chat.local import LocalChat
+    from engine.chat.remote import RemoteChat, RetryPolicy
+    from tests.test_remote_openai import transformers_serve
+
+    # The suite runs offline (HF_HUB_OFFLINE), which also blocks requests to 127.0.0.1.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    persona = export_persona(full_run, "Served Greedy")
+    local = LocalChat.load(persona, device="cpu", do_sample=False)
+    # A dialogue it overfitted (tests.test_train.DIALOGUES): a reply of words, not an empty one.
+    history = [Turn("user", "what is the weather like"), Turn("assistant", "it is sunny"),
+               Turn("user", "do you like music")]
+    # The same folder seen as a chat-template persona: the client sends messages and the
+    # engine builds the prompt from the exported template instead of the app sending text.
+    as_chat = dataclasses.replace(persona, prompt_format="chat_template")
+    with transformers_serve(persona.folder, tmp_path / "serve.log", start_s=120) as url:
+        client = RemoteChat.connect(url, as_chat, api="openai", do_sample=False,
+                                    retry=RetryPolicy(attempts=2, timeout_s=30.0,
+                                                      reply_timeout_s=60.0))
+        assert client.build_prompt(history).ids == local.build_prompt(history).ids
+        for turns in (HELLO, history):
+            expected = local.reply(turns)
+            print("local and served:", repr(expected))
+            assert expected  # an empty reply on both sides would prove nothing
+            assert client.reply(turns) == expected
+            assert "".join(client.stream_reply(turns)).strip() == expected

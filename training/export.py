@@ -5,6 +5,11 @@ The persona folder is built in a hidden temporary folder, validated with the eng
 (engine.fsutil.atomic_folder): a failed export leaves nothing half-made. Full and LoRA runs are
 exported as plain safetensors checkpoints (LoRA merged into the base); ``adapter_only`` keeps a
 LoRA run as its small adapter on top of the base, which the engine's loader merges at load.
+
+A merged export is also a plain Hugging Face model folder (config, safetensors, tokenizer with a
+chat template; ``persona.json`` is one extra file engines ignore), so serving engines load it as
+it is: ``vllm serve FOLDER``, ``transformers serve FOLDER``, TGI. DialoGPT personas carry the
+template of engine.chat.templates, which gives ``/v1/chat/completions`` the app's own prompt.
 """
 
 from __future__ import annotations
@@ -81,9 +86,10 @@ def export_persona(run_dir: str | Path, name: str, *, description: str = "",
             model.config.use_cache = True
             model.save_pretrained(tmp, safe_serialization=True)
             base_ref = base.name
-        tokenizer = _copy_tokenizer(final, tmp)
+        tokenizer = _load_tokenizer(final)
         # The layout it was trained in (training.encode): its base's, chat template or EOS.
         prompt_format, system_prompt = prompt_style(base, tokenizer)
+        _save_tokenizer(tokenizer, tmp, prompt_format)
         persona = {
             "schema_version": SCHEMA_VERSION,
             "name": name.strip(),
@@ -106,12 +112,34 @@ def export_persona(run_dir: str | Path, name: str, *, description: str = "",
     return load_persona(target)
 
 
-def _copy_tokenizer(final: Path, tmp: Path) -> Any:
+def _load_tokenizer(final: Path) -> Any:
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(final, trust_remote_code=False)
-    tokenizer.save_pretrained(tmp)
-    return tokenizer
+    return AutoTokenizer.from_pretrained(final, trust_remote_code=False)
+
+
+def _save_tokenizer(tokenizer: Any, folder: Path, prompt_format: str) -> None:
+    """Save the tokenizer so serving engines lay out prompts as the app does.
+
+    A DialoGPT persona gets the template that reproduces the app's EOS-joined prompt, replacing
+    any template its base came with: the model was trained on the EOS layout, and engines only
+    build ``/v1/chat/completions`` prompts from a template. The app itself keeps building
+    DialoGPT prompts in code (engine.chat.prompt), so the template changes nothing locally.
+    """
+    from engine.chat.templates import dialogpt_chat_template
+
+    if prompt_format == "dialogpt":
+        tokenizer.chat_template = dialogpt_chat_template()
+    tokenizer.save_pretrained(folder)
+    template = getattr(tokenizer, "chat_template", None)
+    config_file = folder / "tokenizer_config.json"
+    if isinstance(template, str) and config_file.is_file():
+        # save_pretrained writes chat_template.jinja, which current transformers and vLLM read;
+        # TGI and older transformers read only tokenizer_config.json, so it goes there too.
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        config["chat_template"] = template
+        config_file.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n",
+                               encoding="utf-8")
 
 
 def _default_decoding(prompt_format: str) -> dict[str, Any]:
