@@ -144,3 +144,28 @@ def pulse(tmp_path_factory):
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def online(monkeypatch):
+    """Call with a running fake Hub (tests/fake_hub.py): huggingface_hub then talks to it."""
+    from huggingface_hub import constants
+
+    def use(hub) -> None:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+
+    return use
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Offline mode on, as this suite sets it (and as a user on a train might)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)

@@ -108,31 +108,6 @@ def hf_cache(tmp_path, monkeypatch) -> Path:
     return cache
 
 
-@pytest.fixture
-def online(monkeypatch):
-    """Call with a running fake Hub: huggingface_hub then talks to it, offline mode off."""
-    from huggingface_hub import constants
-
-    def use(hub: FakeHub) -> None:
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                            hub.url + "/{repo_id}/resolve/{revision}/{filename}")
-
-    return use
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Offline mode on, as tests/conftest.py sets it (and as a user on a train might)."""
-    from huggingface_hub import constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-
-
 def pull_from(hub: FakeHub, online, size: str, **kwargs) -> asr_pull.AsrPull:
     with hub:
         online(hub)

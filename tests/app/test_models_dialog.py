@@ -106,31 +106,6 @@ def hf_cache(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
-def online(monkeypatch):
-    """Call with a running fake Hub: huggingface_hub then talks to it, offline mode off."""
-    from huggingface_hub import constants
-
-    def use(hub: FakeHub) -> None:
-        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)
-        monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                            hub.url + "/{repo_id}/resolve/{revision}/{filename}")
-
-    return use
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Offline mode on, as tests/conftest.py sets it (and as a user might)."""
-    from huggingface_hub import constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-
-
-@pytest.fixture
 def repo(tmp_path, tiny_persona_dir) -> Path:
     """The tiny persona's checkpoint as a Hub repo, with a 3 MB file that takes a while."""
     folder = tmp_path / "repo"
