@@ -134,14 +134,20 @@ def build_parser() -> argparse.ArgumentParser:
     mimport.add_argument("file")
     mimport.add_argument("--name", help="import it under another name")
 
-    serve = sub.add_parser("serve", help="serve a persona over the TGI HTTP API")
+    serve = sub.add_parser("serve", help="serve a persona over HTTP (OpenAI API, on an engine)")
     serve.add_argument("--persona", "-p", metavar="P")
+    serve.add_argument("--engine", choices=("auto", "transformers", "vllm", "builtin"),
+                       default="auto",
+                       help="transformers serve with continuous batching, vLLM (auto picks it "
+                            "where it is installed and a CUDA GPU is present), or builtin: the "
+                            "older server speaking TGI's generate API, one reply at a time")
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it)")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--device", choices=DEVICE_SETTINGS, default="auto")
     serve.add_argument("--max-waiting", type=int, default=4, metavar="N",
-                       help="requests that may queue; more get 503 at once (default 4)")
+                       help="requests in flight beyond the first; more get 503 with "
+                            "Retry-After at once (default 4)")
     serve.add_argument("--token-env", default="TTT_SERVE_TOKEN", metavar="VAR",
                        help="environment variable holding the bearer token clients must send "
                             "(default TTT_SERVE_TOKEN; unset = no token needed)")

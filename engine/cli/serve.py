@@ -1,33 +1,95 @@
-"""``serve``: run a persona behind the TGI HTTP API until Ctrl-C."""
+"""``serve``: run a persona on an inference engine behind a thin proxy until Ctrl-C.
+
+``--engine transformers`` (or vLLM, which ``auto`` picks on a CUDA box where it is installed)
+speaks the OpenAI-compatible API with continuous batching; ``--engine builtin`` is the older
+stdlib server speaking TGI's ``generate`` API, one reply at a time.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 
 from engine.chat.local import LocalChat
 from engine.cli.common import decoding_overrides
-from engine.errors import ConfigError
+from engine.errors import ConfigError, ModelLoadError
+from engine.models.persona import Persona
 from engine.models.registry import find_persona
 from engine.serve import make_server
+from engine.serve.engine import REFUSED_FIELDS, pick_engine, start_engine
+from engine.serve.proxy import Proxy, ProxyConfig, run_proxy
 
 
 def run_serve(args: argparse.Namespace) -> int:
     """Load the persona, bind, serve."""
     persona = find_persona(args.persona)
     token = os.environ.get(args.token_env) or None
+    kind = pick_engine(getattr(args, "engine", "auto"))
+    if kind == "builtin":
+        return _run_builtin(args, persona, token)
+    return _run_engine(args, persona, token, kind)
+
+
+def _bind_error(args: argparse.Namespace, err: OSError) -> ConfigError:
+    return ConfigError(f"Cannot listen on {args.host}:{args.port}: {err.strerror}.",
+                       hint="Pick another --port, or stop what uses this one.",
+                       code="serve_bind_failed")
+
+
+def _auth_words(token: str | None, args: argparse.Namespace) -> str:
+    return "bearer token required" if token else f"no token (set {args.token_env} to require one)"
+
+
+def _run_engine(args: argparse.Namespace, persona: Persona, token: str | None, kind: str) -> int:
+    from engine.models.device import resolve
+
+    device = resolve(args.device).device
+    max_requests = 1 + args.max_waiting  # as the builtin server: one generating + the waiting
+    print(f"Starting {persona.label} on {kind} serve ({device})...", flush=True)
+    engine = start_engine(kind, persona, device=device, max_requests=max_requests)
+    try:
+        decoding = persona.decoding.replace(**decoding_overrides(args))
+        proxy = Proxy(ProxyConfig(
+            engine_port=engine.port, engine_model=engine.model, public_model=persona.id,
+            token=token, max_requests=max_requests, refused_fields=REFUSED_FIELDS[kind],
+            defaults=decoding.openai_parameters()))
+        batching = "continuous batching" if kind == "transformers" else "vLLM batching"
+        print(f"Engine: {kind} serve on {engine.url} (pid {engine.process.pid}; this machine "
+              f"only; {batching}).", flush=True)
+
+        def listening(address: tuple[str, int]) -> None:
+            print(f"Serving {persona.label} on http://{address[0]}:{address[1]} "
+                  f"(OpenAI API, {device}; up to {max_requests} requests at once; "
+                  f"{_auth_words(token, args)}). Ctrl-C stops.", flush=True)
+
+        try:
+            stopped = asyncio.run(run_proxy(proxy, args.host, args.port,
+                                            on_listening=listening, engine_alive=engine.alive))
+        except OSError as err:
+            raise _bind_error(args, err) from err
+        if not stopped:
+            raise ModelLoadError(
+                f"The {kind} engine exited (status {engine.process.returncode}) while "
+                f"serving. Its output:\n{engine.output()}",
+                hint="Start serve again; if it keeps dying, try --engine builtin.",
+                code="serve_engine_died")
+        print("Stopped.")
+    finally:
+        engine.stop()
+    return 0
+
+
+def _run_builtin(args: argparse.Namespace, persona: Persona, token: str | None) -> int:
     print(f"Loading {persona.label}...", flush=True)
     chat = LocalChat.load(persona, device=args.device, **decoding_overrides(args))
     try:
         server = make_server(chat, args.host, args.port, token=token,
                              max_waiting=args.max_waiting)
     except OSError as err:
-        raise ConfigError(f"Cannot listen on {args.host}:{args.port}: {err.strerror}.",
-                          hint="Pick another --port, or stop what uses this one.",
-                          code="serve_bind_failed") from err
-    auth = "bearer token required" if token else f"no token (set {args.token_env} to require one)"
-    print(f"Serving {persona.label} on {server.url} ({chat.device}; {auth}). Ctrl-C stops.",
-          flush=True)
+        raise _bind_error(args, err) from err
+    print(f"Serving {persona.label} on {server.url} (TGI API, {chat.device}; "
+          f"{_auth_words(token, args)}). Ctrl-C stops.", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

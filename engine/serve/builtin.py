@@ -1,4 +1,4 @@
-"""``serve``: the local engine behind the TGI ``generate`` / ``generate_stream`` HTTP API.
+"""``serve --engine builtin``: the local engine behind the TGI ``generate`` API.
 
 So a model can run on a GPU box and be chatted with from a laptop through the remote backend
 (or any TGI client). One model generates one reply at a time; a few requests may wait, and

@@ -1,0 +1,345 @@
+"""``serve`` on an inference engine: the proxy in front of it, and the whole command.
+
+The proxy's rules (token, capacity, fields the engine refuses) are checked against the fake
+OpenAI-style engine of ``tests.http_serving``, in this process. The command itself, marked
+slow (it starts ``transformers serve``, tens of seconds on a CPU), runs as a process with the
+tiny persona and is reached through the app's own remote backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from engine.chat.remote import RemoteChat, RetryPolicy
+from engine.chat.types import Turn
+from engine.serve.proxy import Proxy, ProxyConfig
+from tests.http_serving import FakeOpenAi, serving
+
+ROOT = Path(__file__).resolve().parent.parent
+HELLO = [Turn("user", "hello there how are you")]
+TOKEN = "tok-123"
+START_S = 300.0  # transformers serve on a busy CPU: imports, load, the warm-up request
+FAST_RETRY = RetryPolicy(attempts=2, backoff_s=0.05, max_backoff_s=0.1, timeout_s=30.0,
+                         reply_timeout_s=60.0)
+
+
+@pytest.fixture(autouse=True)
+def allow_localhost_requests(monkeypatch):
+    """Let huggingface_hub's HTTP session (the remote backend's) reach 127.0.0.1.
+
+    The suite sets HF_HUB_OFFLINE, which blocks all of huggingface_hub's requests.
+    """
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+
+# -- the proxy, in front of a fake engine ------------------------------------------------------
+
+
+@contextmanager
+def proxy_in_front(engine_url: str, **config) -> Iterator[str]:
+    """The proxy on a free port of 127.0.0.1, on an event loop of its own thread."""
+    proxy = Proxy(ProxyConfig(engine_port=int(engine_url.rsplit(":", 1)[1]),
+                              engine_model="engine-model", public_model="tiny", **config))
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(asyncio.start_server(proxy.handle, "127.0.0.1", 0))
+    port = server.sockets[0].getsockname()[1]
+    thread = threading.Thread(target=loop.run_forever, name="serve-proxy-test", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(_cancel_the_rest(server), loop).result(timeout=30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+
+async def _cancel_the_rest(server: asyncio.Server) -> None:
+    """Close the server and end the connections still open, as asyncio.run does at its end.
+
+    A client that read its Content-Length may be gone before the proxy saw the engine close.
+    """
+    server.close()
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    seconds: float
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def call(url: str, path: str, body: dict | None = None, token: str | None = None,
+         timeout: float = 30.0) -> Answer:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url + path, data=data, headers=headers)
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return Answer(answer.status, dict(answer.headers), answer.read(),
+                          time.monotonic() - started)
+    except urllib.error.HTTPError as err:
+        return Answer(err.code, dict(err.headers), err.read(), time.monotonic() - started)
+
+
+def test_fields_the_engine_refuses_are_mapped_or_dropped():
+    fake = FakeOpenAi(strict=True, models=("engine-model",))  # 422 on top_k, repetition_penalty
+    with serving(fake) as engine, proxy_in_front(
+            engine, refused_fields=("top_k", "repetition_penalty"),
+            defaults={"max_tokens": 12, "temperature": 0.0}) as url:
+        answer = call(url, "/v1/completions", {"model": "tiny", "prompt": "hi", "top_k": 5,
+                                               "repetition_penalty": 1.3, "temperature": 0.7})
+        assert answer.status == 200, answer.body
+        assert answer.json()["choices"][0]["text"] == "Hello from the fake server."
+        sent = fake.posts()[0]["body"]
+    # The engine's model name; frequency_penalty = penalty - 1, as the app's client maps it;
+    # the persona's defaults only where the request said nothing.
+    assert sent == {"model": "engine-model", "prompt": "hi", "frequency_penalty": 0.3,
+                    "temperature": 0.7, "max_tokens": 12}
+
+
+def test_models_are_listed_under_the_persona_id_and_other_routes_are_404():
+    fake = FakeOpenAi(models=("/a/folder/on/the/server",))
+    with serving(fake) as engine, proxy_in_front(engine) as url:
+        models = call(url, "/v1/models")
+        missing = call(url, "/generate_stream", {"inputs": "hi"})
+    assert models.status == 200
+    assert [m["id"] for m in models.json()["data"]] == ["tiny"]
+    assert missing.status == 404 and missing.json()["error"]["type"] == "not_found"
+    assert fake.requests == []  # neither reached the engine
+
+
+def test_stream_passes_through_event_by_event():
+    fake = FakeOpenAi()
+    with serving(fake) as engine, proxy_in_front(engine) as url:
+        answer = call(url, "/v1/completions", {"prompt": "hi", "stream": True})
+    assert answer.status == 200
+    assert answer.headers["Content-Type"] == "text/event-stream"
+    events = [line for line in answer.body.decode().split("\n\n") if line]
+    assert len(events) == 7 and events[-1] == "data: [DONE]"  # 5 words, the finish, DONE
+    texts = [json.loads(e[6:])["choices"][0]["text"] for e in events[:-1]]
+    assert "".join(texts) == "Hello from the fake server."
+
+
+def test_bearer_token_is_checked_before_the_engine_sees_anything():
+    fake = FakeOpenAi()
+    with serving(fake) as engine, proxy_in_front(engine, token=TOKEN) as url:
+        missing = call(url, "/v1/completions", {"prompt": "hi"})
+        wrong = call(url, "/v1/models", token="tok-12")
+        assert fake.requests == []
+        right = call(url, "/v1/completions", {"prompt": "hi"}, token=TOKEN)
+    assert (missing.status, wrong.status, right.status) == (401, 401, 200)
+    assert missing.json()["error"]["type"] == "authentication"
+    assert fake.posts()[0]["auth"] is None  # the token is the proxy's, not passed on
+
+
+def test_beyond_capacity_is_refused_at_once_with_retry_after():
+    fake = FakeOpenAi(["sleep", "sleep"], sleep_s=3.0)  # two requests held for 3 s
+    with serving(fake) as engine, proxy_in_front(engine, max_requests=2) as url:
+        outcomes: list[object] = []
+
+        def hold() -> None:
+            try:
+                outcomes.append(call(url, "/v1/completions", {"prompt": "x"}))
+            except OSError as err:  # expected: the fake closes without an answer after its sleep
+                outcomes.append(err)
+
+        held = [threading.Thread(target=hold) for _ in range(2)]
+        for thread in held:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while len(fake.posts()) < 2:
+            assert time.monotonic() < deadline, "the held requests never reached the engine"
+            time.sleep(0.02)
+        refused = call(url, "/v1/completions", {"prompt": "x"})
+        models = call(url, "/v1/models")  # not a generation: answered while full
+        for thread in held:
+            thread.join()
+        after = call(url, "/v1/completions", {"prompt": "x"})  # the places are free again
+    assert refused.status == 503 and refused.headers["Retry-After"] == "1"
+    assert refused.json()["error"]["type"] == "overloaded"
+    assert refused.seconds < 1.0  # at once, not after the held ones
+    assert models.status == 200
+    assert after.status == 200
+    assert len(outcomes) == 2 and all(isinstance(o, OSError) for o in outcomes)
+    assert len(fake.posts()) == 3  # the refused one never reached the engine
+
+
+# -- the serve command on transformers serve ----------------------------------------------------
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen
+    url: str
+    engine_url: str
+    engine_pid: int
+    banner: str
+
+
+def start_serve(persona_dir: Path, tmp_path: Path, *extra: str,
+                token: str | None = None) -> Served:
+    env = {k: v for k, v in os.environ.items() if k != "TTT_SERVE_TOKEN"}
+    env.update(TTT_DATA_DIR=str(tmp_path / "data"), PYTHONUNBUFFERED="1")
+    if token:
+        env["TTT_SERVE_TOKEN"] = token
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engine", "serve", "-p", str(persona_dir), "--port", "0",
+         "--engine", "transformers", "--device", "cpu", *extra],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(START_S, process.kill)
+    watchdog.start()
+    engine = None
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("Engine:"):
+                engine = re.search(r"(http://\S+) \(pid (\d+)", line)
+            if line.startswith("Serving"):
+                url = re.search(r"http://\S+", line)
+                assert url and engine, line
+                return Served(process, url[0], engine[1], int(engine[2]), line)
+    finally:
+        watchdog.cancel()
+    stop_serve(process)
+    pytest.fail(f"serve exited ({process.returncode}) before serving:\n{process.stderr.read()}")
+
+
+def stop_serve(process: subprocess.Popen, sig: int = signal.SIGINT) -> int:
+    process.send_signal(sig)
+    try:
+        return process.wait(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.fixture(scope="module")
+def served(tiny_persona_dir, tmp_path_factory) -> Iterator[Served]:
+    server = start_serve(tiny_persona_dir, tmp_path_factory.mktemp("serve"), token=TOKEN)
+    try:
+        yield server
+    finally:
+        stop_serve(server.process)
+
+
+@pytest.mark.slow
+def test_remote_chat_through_serve_equals_the_local_reply(served, tiny_chat):
+    assert "bearer token required" in served.banner and "OpenAI API" in served.banner
+    client = RemoteChat.connect(served.url, tiny_chat.persona, token=TOKEN, retry=FAST_RETRY)
+    assert (client.api, client.model) == ("openai", tiny_chat.persona.id)  # api auto
+    local = tiny_chat.reply(HELLO)
+    assert client.reply(HELLO) == local  # greedy: same model, same prompt, same tokens
+    pieces = list(client.stream_reply(HELLO))
+    assert len(pieces) > 1  # streamed through the proxy piece by piece, not in one lump
+    assert "".join(pieces).strip() == local
+
+
+@pytest.mark.slow
+def test_serve_wants_its_token(served, tiny_chat):
+    from engine.errors import RemoteError
+
+    assert call(served.url, "/v1/models").status == 401
+    assert call(served.url, "/v1/completions", {"prompt": "hi"}, token="wrong").status == 401
+    with pytest.raises(RemoteError) as caught:
+        RemoteChat.connect(served.url, tiny_chat.persona, token="wrong", retry=FAST_RETRY)
+    assert "401" in caught.value.message
+    assert call(served.url, "/v1/models", token=TOKEN).status == 200
+    # The engine itself listens on 127.0.0.1 only, on a port of its own.
+    assert served.engine_url.startswith("http://127.0.0.1:") and served.engine_url != served.url
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_the_engine_stops_with_serve(tiny_persona_dir, tmp_path, sig):
+    server = start_serve(tiny_persona_dir, tmp_path, "--max-waiting", "0")
+    assert "no token" in server.banner and not gone(server.engine_pid)
+    assert call(server.url, "/v1/completions", {"prompt": "hello", "max_tokens": 4}).status == 200
+    assert stop_serve(server.process, sig) == 0
+    assert gone(server.engine_pid)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(server.engine_url + "/v1/models", timeout=5)
+
+
+@pytest.mark.slow
+def test_an_engine_that_dies_at_start_is_reported_with_its_output(tiny_persona_dir, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_persona_dir, broken)
+    for weights in broken.glob("*.safetensors"):
+        weights.write_bytes(b"not a safetensors file")
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "serve", "-p", str(broken), "--port", "0",
+         "--engine", "transformers", "--device", "cpu"],
+        cwd=ROOT, env={**os.environ, "TTT_DATA_DIR": str(tmp_path / "data")},
+        capture_output=True, text=True, timeout=START_S)
+    assert result.returncode == 1
+    assert "engine exited (status" in result.stderr and "before it served" in result.stderr
+    assert "Error" in result.stderr  # the engine's own words follow
+    assert "Traceback (most recent call last):\n  File" not in result.stdout
+
+
+def test_the_engine_on_a_cpu_asks_for_a_kv_cache_its_requests_can_fill(tmp_path):
+    """The default paged cache of transformers serve took 14 GB of RAM for the starter."""
+    import json
+    import os
+
+    from engine.serve.engine import cache_share, engine_command
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    # SmolLM2-135M's shape: 30 layers, 3 KV heads of 64, trained for 8192 tokens.
+    (folder / "config.json").write_text(json.dumps({
+        "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
+        "hidden_size": 576, "max_position_embeddings": 8192}))
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    eight = cache_share(folder, 8) * total
+    assert 1.25 * 2**30 <= eight <= max(1.25 * 2**30, 2 * 2 * 30 * 3 * 64 * 4 * 2048 * 8) + 1
+    command = engine_command("transformers", folder, 1234, device="cpu", name="p",
+                             max_requests=8)
+    share = float(command[command.index("--cb-max-memory-percent") + 1])
+    assert share == pytest.approx(cache_share(folder, 8), abs=1e-4) and share <= 0.5
+    on_gpu = engine_command("transformers", folder, 1234, device="cuda", name="p",
+                            max_requests=8)
+    assert "--cb-max-memory-percent" not in on_gpu  # a GPU's own sizing is the point there
