@@ -302,6 +302,25 @@ def test_the_engine_stops_with_serve(tiny_persona_dir, tmp_path, sig):
 
 
 @pytest.mark.slow
+def test_a_killed_serve_takes_its_engine_with_it(tiny_persona_dir, tmp_path):
+    server = start_serve(tiny_persona_dir, tmp_path, "--max-waiting", "0")
+    assert not gone(server.engine_pid)
+    assert stop_serve(server.process, signal.SIGKILL) == -signal.SIGKILL
+    deadline = time.monotonic() + 20
+    while not (gone(server.engine_pid) or _zombie(server.engine_pid)):
+        assert time.monotonic() < deadline, "the engine outlived a killed serve"
+        time.sleep(0.2)
+
+
+def _zombie(pid: int) -> bool:
+    """Exited but not reaped (an orphan's new parent may be slow to reap it)."""
+    try:
+        return "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+
+
+@pytest.mark.slow
 def test_an_engine_that_dies_at_start_is_reported_with_its_output(tiny_persona_dir, tmp_path):
     import shutil
 

@@ -17,8 +17,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -194,6 +196,27 @@ def _check_installed(kind: str) -> None:
             hint='pip install "transformers[serving]"  (or serve with --engine builtin)')
 
 
+def _die_with_parent() -> Callable[[], None] | None:
+    """On Linux, a hook that makes the engine get SIGTERM when ``serve`` dies, even by SIGKILL.
+
+    Its own session keeps Ctrl-C in a terminal from reaching it twice, so without this a
+    killed ``serve`` would leave the engine holding the model and its port. The kernel sends
+    the signal when the creating *thread* ends, so it is only set from the main thread.
+    """
+    if not sys.platform.startswith("linux") or threading.current_thread() is not \
+            threading.main_thread():
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return hook
+
+
 def free_port() -> int:
     """A port of 127.0.0.1 free right now."""
     with socket.socket() as sock:
@@ -220,7 +243,8 @@ def start_engine(kind: str, persona: Persona, *, device: str, max_requests: int,
     # The model is a local folder: the engine never needs the Hub, so it never waits on it.
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+                               stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                               preexec_fn=_die_with_parent())
     engine = EngineProcess(kind, process, port, persona.id if kind == "vllm" else str(folder),
                            log)
     try:
