@@ -97,3 +97,8 @@ def test_the_first_piece_can_start_after_a_few_whole_words():
 def test_punctuation_before_the_word_count_still_ends_the_first_piece():
     assert list(split_stream(tokens("Hi! How are you doing today my friend?"),
                              first_words=5)) == ["Hi!", "How are you doing today my friend?"]
+
+
+def test_first_words_counts_words_not_spaces():
+    assert list(split_stream(tokens("Well  I\nthink that is a good idea indeed"), first_words=5)
+                )[0] == "Well  I\nthink that is"

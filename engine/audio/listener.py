@@ -76,6 +76,22 @@ class Listener:
         segmenter's closing silence; the utterance is then trimmed with that transcriber's
         verdicts, so the decode done early is the decode of exactly this audio.
         """
+        opened: list[Any] = []
+
+        def make() -> Any:
+            opened.append(early() if early is not None else None)
+            return opened[-1]
+
+        try:
+            yield from self._utterances(blocks, on_speech, make if early is not None else None)
+        except BaseException:  # the microphone failed, or the caller stopped listening
+            if opened and opened[-1] is not None:
+                opened[-1].close()  # the utterance under way will never reach a turn
+            raise
+
+    def _utterances(self, blocks: Iterable[np.ndarray],
+                    on_speech: Callable[[Boundary], None] | None,
+                    early: Callable[[], Any] | None) -> Iterator[Heard]:
         tell = on_speech or (lambda kind: None)
         transcriber: Any = None
         opts = self.options.segmenter
@@ -209,6 +225,14 @@ class PushToTalk:
             NoSpeechError: the recording holds no speech.
 
         """
+        try:
+            return self._release()
+        except BaseException:  # no turn will take the early transcriber: stop its thread
+            if self.early is not None:
+                self.early.close()
+            raise
+
+    def _release(self) -> np.ndarray:
         self.microphone.stop()
         if self._thread is not None:
             self._thread.join()
@@ -219,8 +243,5 @@ class PushToTalk:
             return self.listener.trim(audio)
         for block in drained:
             self.early.push(block)
-        try:  # cut with the verdicts the early transcriber decoded with: the same samples
-            return self.listener.trim(audio, self.early.verdicts)
-        except NoSpeechError:
-            self.early.close()
-            raise
+        # Cut with the verdicts the early transcriber decoded with: the same samples.
+        return self.listener.trim(audio, self.early.verdicts)

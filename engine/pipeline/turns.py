@@ -241,6 +241,8 @@ class VoicePipeline:
                 "let go when you are done.", code="no_speech"))
         recognizer = self.recognizer
         if recognizer is None:
+            if early is not None:
+                early.close()
             raise _StageFailed(Stage.TRANSCRIBE, TranscriptionError(
                 "Speech recognition is not loaded.", code="asr_not_ready"))
         try:

@@ -139,8 +139,10 @@ class Proxy:
         token = self.config.token
         if not token:
             return
-        given = request.headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        # The scheme is case-insensitive (RFC 9110); the header arrived as latin-1 text.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode("latin-1", "replace"), token.encode("utf-8")):
             raise _Refusal(HTTPStatus.UNAUTHORIZED, "Missing or wrong bearer token.",
                            "authentication")
 
@@ -202,7 +204,7 @@ class Proxy:
                 if finished is not None and FINISHED_MARK.search(tail + chunk):
                     finished()
                     finished = None
-                tail = chunk[-FINISHED_MARK_BYTES:]
+                tail = (tail + chunk)[-FINISHED_MARK_BYTES:]  # short reads: keep enough
                 writer.write(chunk)
                 await asyncio.wait_for(writer.drain(), self.config.client_timeout_s)
         finally:

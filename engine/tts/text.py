@@ -110,6 +110,7 @@ def normalise(text: str) -> str:
 
 _END = re.compile(r"([.!?…]+|\.\.\.)([\"'”’)\]]*)\s")
 _CLAUSE = re.compile(r"[,;:—]\s")
+_WORD = re.compile(r"\S+\s+")
 
 
 class SentenceSplitter:
@@ -158,11 +159,10 @@ class SentenceSplitter:
             if clauses:
                 return self._cut(clauses[0].end())
         if self._emitted == 0 and self.first_words:
-            # Words are whole only once the next one has begun (a space after them).
-            words = self._buffer.lstrip().split(" ")
-            if len(words) > self.first_words:
-                return self._cut(len(self._buffer) - len(self._buffer.lstrip())
-                                 + len(" ".join(words[:self.first_words])) + 1)
+            # A word is whole once white space follows it.
+            whole = list(_WORD.finditer(self._buffer))
+            if len(whole) >= self.first_words:
+                return self._cut(whole[self.first_words - 1].end())
         if len(self._buffer) > 2 * self.max_chars:
             # Text with no punctuation at all (some models write it): cut between words
             # rather than keep the voice waiting for the end of the reply.
