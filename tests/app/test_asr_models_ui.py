@@ -19,9 +19,9 @@ from engine.install import asr_pull
 from engine.models.catalogue import asr_catalogue
 from engine.settings import Settings
 from tests.fake_hub import FakeHub
-from tests.test_asr_models import SMALL_REPO, SlowHub, offline, online, whisper_repo
+from tests.test_asr_models import SMALL_REPO, SlowHub, whisper_repo
 
-__all__ = ["offline", "online", "whisper_repo"]  # fixtures shared with the engine's tests
+__all__ = ["whisper_repo"]  # a fixture shared with the engine's tests (online/offline: conftest)
 
 LEFT = Qt.MouseButton.LeftButton
 
