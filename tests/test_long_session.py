@@ -92,16 +92,16 @@ def user_messages(n: int, tokenizer, limit: int) -> list[str]:
 
 
 class PromptSpy:
-    """Stands in for the chat's ``generate``: records the token ids the model is given."""
+    """Stands in for the chat's generation: records the token ids the model is given."""
 
     def __init__(self, chat):
-        self.generate = chat.generate
+        self.generate = chat._generate  # what stream_reply calls (with the KV cache reuse)
         self.calls: list[list[int]] = []
-        chat.generate = self
+        chat._generate = self
 
-    def __call__(self, prompt_ids, cancel, decoding=None, *, gate=None):
+    def __call__(self, prompt_ids, cancel, decoding=None, **options):
         self.calls.append(list(prompt_ids))
-        return self.generate(prompt_ids, cancel, decoding, gate=gate)
+        return self.generate(prompt_ids, cancel, decoding, **options)
 
 
 def live_tensors() -> tuple[int, int]:
