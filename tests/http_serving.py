@@ -42,7 +42,8 @@ class FakeOpenAi(ThreadingHTTPServer):
     (answer after ``sleep_s``); "cut" (two chunks, then the stream ends); "reset" (two chunks
     of a longer promised body, then the connection drops); "error-event"
     (two chunks, then an error event); "garbage" (an event that is not JSON); "html" (a web
-    page with status 200).
+    page with status 200); "dead-worker" (500 with the error transformers serve answers once
+    its batching worker has died).
     """
 
     daemon_threads = True
@@ -142,6 +143,10 @@ class _OpenAiHandler(BaseHTTPRequestHandler):
             self.close_connection = True
         elif action == "html":
             self._send(200, b"<html><body>Please log in</body></html>", "text/html")
+        elif action == "dead-worker":
+            self._json(500, {"error": "CB worker is dead and cannot accept request 7f3a: No "
+                                      "requests can be scheduled and no requests can be "
+                                      "offloaded."})
         elif body.get("stream"):
             self._stream(kind, action)
         else:

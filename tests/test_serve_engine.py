@@ -28,7 +28,7 @@ import pytest
 
 from engine.chat.remote import RemoteChat, RetryPolicy
 from engine.chat.types import Turn
-from engine.serve.proxy import Proxy, ProxyConfig
+from engine.serve.proxy import Proxy, ProxyConfig, run_proxy
 from tests.http_serving import FakeOpenAi, serving
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,12 +95,12 @@ class Answer:
         return json.loads(self.body)
 
 
-def call(url: str, path: str, body: dict | None = None, token: str | None = None,
-         timeout: float = 30.0) -> Answer:
+def call(url: str, path: str, body: dict | list | bytes | None = None,
+         token: str | None = None, timeout: float = 30.0) -> Answer:
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    data = None if body is None else json.dumps(body).encode()
+    data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
     request = urllib.request.Request(url + path, data=data, headers=headers)
     started = time.monotonic()
     try:
@@ -160,6 +160,124 @@ def test_bearer_token_is_checked_before_the_engine_sees_anything():
     assert (missing.status, wrong.status, right.status) == (401, 401, 200)
     assert missing.json()["error"]["type"] == "authentication"
     assert fake.posts()[0]["auth"] is None  # the token is the proxy's, not passed on
+
+
+def test_requests_beyond_the_budget_never_reach_the_engine(tiny_persona_dir):
+    from engine.serve.budget import load_budget
+
+    fake = FakeOpenAi()
+    with serving(fake) as engine, proxy_in_front(
+            engine, budget=load_budget(tiny_persona_dir), defaults={"max_tokens": 12}) as url:
+        huge = call(url, "/v1/completions", {"prompt": "hi", "max_tokens": 100_000})
+        not_json = call(url, "/v1/completions", b"{not json")
+        list_body = call(url, "/v1/chat/completions", [{"role": "user"}])
+        assert fake.requests == []
+        fine = call(url, "/v1/completions", {"prompt": "hi"})  # the persona's 12 tokens
+    assert (huge.status, not_json.status, list_body.status, fine.status) == (400, 400, 400, 200)
+    assert huge.json()["error"]["code"] == "context_length_exceeded"
+    assert "at most 128 tokens" in huge.json()["error"]["message"]
+    assert not_json.json()["error"]["code"] == "invalid_json"
+    assert "JSON object" in list_body.json()["error"]["message"]
+    assert fake.posts()[0]["body"]["max_tokens"] == 12
+
+
+def test_a_streamed_client_that_hangs_up_frees_its_place_at_once():
+    import socket
+
+    fake = FakeOpenAi(["sleep"], sleep_s=6.0)  # the engine holds the first request 6 s
+    with serving(fake) as engine, proxy_in_front(engine, max_requests=1) as url:
+        port = int(url.rsplit(":", 1)[1])
+        body = json.dumps({"prompt": "hi", "stream": True}).encode()
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                           + str(len(body)).encode() + b"\r\n\r\n" + body)
+            deadline = time.monotonic() + 10
+            while not fake.posts():
+                assert time.monotonic() < deadline, "the request never reached the engine"
+                time.sleep(0.02)
+        # Hung up before the engine sent a byte. With one place, the next request is admitted
+        # only once the proxy has let go of the first.
+        while (after := call(url, "/v1/completions", {"prompt": "x"})).status == 503:
+            assert time.monotonic() < deadline, "the place was never freed"
+            time.sleep(0.05)
+        first, second = fake.posts()
+    assert after.status == 200
+    # Freed at the hang-up, not when the engine ended the first request 6 s later.
+    assert second["at"] - first["at"] < fake.sleep_s
+
+
+def _run_proxy_until_clients_finish(proxy: Proxy, clients, *, engine_alive=lambda: True,
+                                    restart=None) -> bool:
+    """``run_proxy`` on this (the main) thread, as serve runs it; ``clients(url)`` on another.
+
+    When the clients are done, SIGINT stops the proxy, as Ctrl-C does.
+    """
+    failures: list[BaseException] = []
+
+    def drive(url: str) -> None:
+        try:
+            clients(url)
+        except BaseException as err:  # noqa: BLE001 (re-raised on the test's thread)
+            failures.append(err)
+        finally:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    def listening(address: tuple[str, int]) -> None:
+        threading.Thread(target=drive, args=(f"http://127.0.0.1:{address[1]}",),
+                         daemon=True).start()
+
+    stopped = asyncio.run(run_proxy(proxy, "127.0.0.1", 0, on_listening=listening,
+                                    engine_alive=engine_alive, restart=restart))
+    if failures:
+        raise failures[0]
+    return stopped
+
+
+def test_an_engine_whose_batching_worker_died_is_restarted_behind_the_proxy():
+    dead, fresh = FakeOpenAi(["dead-worker"]), FakeOpenAi()
+    reasons: list[str] = []
+    seen: dict[str, object] = {}
+    with serving(dead) as dead_url, serving(fresh) as fresh_url:
+        proxy = Proxy(ProxyConfig(engine_port=int(dead_url.rsplit(":", 1)[1]),
+                                  engine_model="engine-model", public_model="tiny"))
+
+        async def restart(why: str) -> int:
+            reasons.append(why)
+            await asyncio.sleep(1.0)  # the new engine loading
+            return int(fresh_url.rsplit(":", 1)[1])
+
+        def clients(url: str) -> None:
+            seen["first"] = call(url, "/v1/completions", {"prompt": "x"})
+            answers = []
+            deadline = time.monotonic() + 20
+            while not answers or answers[-1].status != 200:
+                assert time.monotonic() < deadline, [a.status for a in answers]
+                answers.append(call(url, "/v1/completions", {"prompt": "x"}))
+                time.sleep(0.05)
+            seen["answers"] = answers
+
+        stopped = _run_proxy_until_clients_finish(proxy, clients, restart=restart)
+    assert stopped is True  # by SIGINT, after the clients were answered again
+    assert seen["first"].status == 500  # the engine's own answer, passed on
+    assert reasons == ["its batching worker died"]
+    waiting = [a for a in seen["answers"] if a.status == 503]
+    assert waiting, "no request came while the engine restarted"
+    assert all(a.json()["error"]["type"] == "restarting" and a.headers["Retry-After"] == "10"
+               for a in waiting)
+    assert len(dead.posts()) == 1  # after its worker died, nothing more was sent to it
+    assert len(fresh.posts()) == 1
+
+
+def test_an_engine_that_cannot_be_restarted_ends_serving_with_the_reason():
+    from engine.errors import ModelLoadError
+
+    async def restart(why: str) -> int:
+        raise ModelLoadError(f"gave up: {why}")
+
+    proxy = Proxy(ProxyConfig(engine_port=9, engine_model="m", public_model="tiny"))
+    with pytest.raises(ModelLoadError, match="gave up: it exited"):
+        asyncio.run(run_proxy(proxy, "127.0.0.1", 0, on_listening=lambda address: None,
+                              engine_alive=lambda: False, restart=restart))
 
 
 def test_beyond_capacity_is_refused_at_once_with_retry_after():
@@ -287,6 +405,49 @@ def test_serve_wants_its_token(served, tiny_chat):
     assert call(served.url, "/v1/models", token=TOKEN).status == 200
     # The engine itself listens on 127.0.0.1 only, on a port of its own.
     assert served.engine_url.startswith("http://127.0.0.1:") and served.engine_url != served.url
+
+
+@pytest.mark.slow
+def test_serve_keeps_its_engine_within_what_it_can_hold(served):
+    """A reply length beyond the engine's KV cache killed its batching worker for good."""
+    huge = call(served.url, "/v1/completions", {"prompt": "hello", "max_tokens": 100_000},
+                token=TOKEN)
+    assert huge.status == 400 and huge.json()["error"]["code"] == "context_length_exceeded"
+    # transformers serve would read a whole GenerationConfig from this field; it is dropped.
+    sneaky = call(served.url, "/v1/completions", {
+        "prompt": "hello", "max_tokens": 3,
+        "generation_config": json.dumps({"max_new_tokens": 100_000})}, token=TOKEN)
+    assert sneaky.status == 200, sneaky.body
+    assert sneaky.json()["usage"]["completion_tokens"] <= 3
+    streamed = call(served.url, "/v1/completions", {"prompt": "hello", "max_tokens": 3,
+                                                    "stream": True}, token=TOKEN)
+    events = [json.loads(line[6:]) for line in streamed.body.decode().split("\n\n")
+              if line.startswith("data: {")]
+    # Every answer names the model by the persona's id, not by a folder of the server.
+    assert events and {event["model"] for event in events} == {"tiny"}
+    assert sneaky.json()["model"] == "tiny"
+
+
+@pytest.mark.slow
+def test_an_engine_killed_while_serving_is_restarted(tiny_persona_dir, tmp_path):
+    server = start_serve(tiny_persona_dir, tmp_path, "--max-waiting", "0")
+    try:
+        os.killpg(server.engine_pid, signal.SIGKILL)
+        watchdog = threading.Timer(START_S, server.process.kill)
+        watchdog.start()
+        try:
+            lines = []
+            for line in server.process.stdout:
+                lines.append(line)
+                if line.startswith("Engine restarted"):
+                    break
+        finally:
+            watchdog.cancel()
+        assert "restarting it" in "".join(lines), lines
+        answer = call(server.url, "/v1/completions", {"prompt": "hello", "max_tokens": 4})
+        assert answer.status == 200, answer.body
+    finally:
+        assert stop_serve(server.process) == 0
 
 
 @pytest.mark.slow

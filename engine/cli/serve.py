@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import time
 
 from engine.chat.local import LocalChat
 from engine.cli.common import decoding_overrides
@@ -17,8 +18,18 @@ from engine.errors import ConfigError, ModelLoadError
 from engine.models.persona import Persona
 from engine.models.registry import find_persona
 from engine.serve import make_server
-from engine.serve.engine import REFUSED_FIELDS, pick_engine, start_engine
+from engine.serve.budget import load_budget
+from engine.serve.engine import (
+    REFUSED_FIELDS,
+    launch_engine,
+    pick_engine,
+    wait_ready,
+)
 from engine.serve.proxy import Proxy, ProxyConfig, run_proxy
+
+# An engine that fails more often than this is not helped by restarting it.
+MAX_RESTARTS = 3
+RESTART_WINDOW_S = 600.0
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -47,16 +58,41 @@ def _run_engine(args: argparse.Namespace, persona: Persona, token: str | None, k
     device = resolve(args.device).device
     max_requests = 1 + args.max_waiting  # as the builtin server: one generating + the waiting
     print(f"Starting {persona.label} on {kind} serve ({device})...", flush=True)
-    engine = start_engine(kind, persona, device=device, max_requests=max_requests)
+    engine = launch_engine(kind, persona, device=device, max_requests=max_requests)
     try:
+        # vLLM refuses what its context cannot hold by itself, and never loses its scheduler to
+        # one request; transformers serve does (see budget.py). Read while the engine loads.
+        budget = load_budget(engine.folder) if kind == "transformers" else None
+        wait_ready(engine)
         decoding = persona.decoding.replace(**decoding_overrides(args))
         proxy = Proxy(ProxyConfig(
             engine_port=engine.port, engine_model=engine.model, public_model=persona.id,
             token=token, max_requests=max_requests, refused_fields=REFUSED_FIELDS[kind],
-            defaults=decoding.openai_parameters()))
+            defaults=decoding.openai_parameters(), budget=budget))
         batching = "continuous batching" if kind == "transformers" else "vLLM batching"
         print(f"Engine: {kind} serve on {engine.url} (pid {engine.process.pid}; this machine "
               f"only; {batching}).", flush=True)
+        restarts: list[float] = []  # when the engine was restarted
+
+        async def restart(why: str) -> int:
+            nonlocal engine
+            now = time.monotonic()
+            restarts[:] = [t for t in restarts if now - t < RESTART_WINDOW_S] + [now]
+            if len(restarts) > MAX_RESTARTS:
+                raise ModelLoadError(
+                    f"The {kind} engine failed {len(restarts)} times in "
+                    f"{RESTART_WINDOW_S / 60:.0f} minutes ({why}). Its output:\n"
+                    f"{engine.output()}",
+                    hint="Check the persona's model, or try --engine builtin.",
+                    code="serve_engine_died")
+            print(f"The engine stopped answering ({why}); restarting it. Requests meanwhile "
+                  "get 503 with Retry-After.", flush=True)
+            await asyncio.to_thread(engine.stop)
+            # Started on this (the main) thread, so that it still dies with serve.
+            engine = launch_engine(kind, persona, device=device, max_requests=max_requests)
+            await asyncio.to_thread(wait_ready, engine)
+            print(f"Engine restarted on {engine.url} (pid {engine.process.pid}).", flush=True)
+            return engine.port
 
         def listening(address: tuple[str, int]) -> None:
             print(f"Serving {persona.label} on http://{address[0]}:{address[1]} "
@@ -64,16 +100,10 @@ def _run_engine(args: argparse.Namespace, persona: Persona, token: str | None, k
                   f"{_auth_words(token, args)}). Ctrl-C stops.", flush=True)
 
         try:
-            stopped = asyncio.run(run_proxy(proxy, args.host, args.port,
-                                            on_listening=listening, engine_alive=engine.alive))
+            asyncio.run(run_proxy(proxy, args.host, args.port, on_listening=listening,
+                                  engine_alive=lambda: engine.alive(), restart=restart))
         except OSError as err:
             raise _bind_error(args, err) from err
-        if not stopped:
-            raise ModelLoadError(
-                f"The {kind} engine exited (status {engine.process.returncode}) while "
-                f"serving. Its output:\n{engine.output()}",
-                hint="Start serve again; if it keeps dying, try --engine builtin.",
-                code="serve_engine_died")
         print("Stopped.")
     finally:
         engine.stop()

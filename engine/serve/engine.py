@@ -12,6 +12,7 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +28,7 @@ from typing import IO
 
 from engine.errors import ConfigError, MissingDependencyError, ModelLoadError
 from engine.models.persona import Persona
+from engine.serve.budget import served_context
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +36,11 @@ ENGINES = ("auto", "transformers", "vllm", "builtin")
 START_TIMEOUT_S = 900.0  # a first load on a slow CPU, or vLLM's CUDA graph capture
 STOP_TIMEOUT_S = 15.0  # after SIGTERM, before SIGKILL
 LOG_TAIL_CHARS = 3000  # of the engine's output, shown when it fails to start
-# Request fields the engine answers 422 to (transformers serve validates against the OpenAI
-# schema); vLLM reads both, so nothing is refused there.
-REFUSED_FIELDS = {"transformers": ("top_k", "repetition_penalty"), "vllm": ()}
+# Request fields the proxy maps or drops: transformers serve answers 422 to the first two (it
+# validates against the OpenAI schema; vLLM reads both), and reads a "generation_config" as a
+# whole GenerationConfig, which would slip a reply length past the proxy's budget.
+REFUSED_FIELDS = {"transformers": ("top_k", "repetition_penalty", "generation_config"),
+                  "vllm": ()}
 
 
 @dataclass
@@ -47,7 +51,9 @@ class EngineProcess:
     process: subprocess.Popen[bytes]
     port: int
     model: str  # the name the engine answers to in a request's "model" field
+    folder: Path  # the model folder it serves
     log: IO[bytes] = field(repr=False)  # its stdout and stderr
+    names: Path | None = None  # the folder of the link it loads the model by (see _model_name)
 
     @property
     def url(self) -> str:
@@ -79,6 +85,8 @@ class EngineProcess:
                 _signal_group(self.process, signal.SIGKILL)
         finally:
             self.log.close()
+            if self.names is not None:
+                shutil.rmtree(self.names, ignore_errors=True)
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
@@ -130,8 +138,12 @@ def model_folder(persona: Persona) -> Path:
 
 
 def engine_command(kind: str, folder: Path, port: int, *, device: str, name: str,
-                   max_requests: int) -> list[str]:
-    """The command line starting engine ``kind`` on ``127.0.0.1:port``."""
+                   max_requests: int, load_as: str | None = None) -> list[str]:
+    """The command line starting engine ``kind`` on ``127.0.0.1:port``.
+
+    ``load_as``: what transformers serve is told to load instead of ``folder``'s path (a link
+    to it, see :func:`_model_name`).
+    """
     if kind == "vllm":
         # --max-num-seqs: no more sequences batched than the proxy lets in.
         return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
@@ -139,7 +151,8 @@ def engine_command(kind: str, folder: Path, port: int, *, device: str, name: str
                 str(port), "--max-num-seqs", str(max_requests)]
     # Continuous batching: every admitted request is decoded in one batch, step by step,
     # instead of one reply after another (issue 19: 2.6x the chunks/s for 8 clients on CPU).
-    command = [sys.executable, "-m", "transformers.cli.transformers", "serve", str(folder),
+    command = [sys.executable, "-m", "transformers.cli.transformers", "serve",
+               load_as or str(folder),
                "--continuous-batching", "--device", device, "--host", "127.0.0.1", "--port",
                str(port), "--log-level", "warning"]
     if device == "cpu":
@@ -153,24 +166,20 @@ def engine_command(kind: str, folder: Path, port: int, *, device: str, name: str
 def cache_share(folder: Path, max_requests: int) -> float:
     """Share of this machine's RAM that ``max_requests`` full-context sequences' KV cache needs.
 
-    Keys and values of every layer in float32, for the model's whole context, doubled as
-    headroom for the engine's own blocks; at least 1.25 GB, at most half of the memory.
+    Keys and values of every layer in float32, for the context each request may fill
+    (``budget.served_context``: the proxy refuses requests beyond it), doubled as headroom for
+    the engine's own blocks; at least 1.25 GB, at most half of the memory.
     """
-    import json
-
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
         layers = int(config.get("num_hidden_layers") or config["n_layer"])
         heads = int(config.get("num_attention_heads") or config["n_head"])
         kv_heads = int(config.get("num_key_value_heads") or heads)
         hidden = int(config.get("hidden_size") or config["n_embd"])
-        context = int(config.get("max_position_embeddings") or config.get("n_positions") or 2048)
         head_dim = int(config.get("head_dim") or hidden // heads)
     except (OSError, ValueError, KeyError, TypeError):
         return 0.1  # an unusual config: a tenth of the memory rather than nearly all of it
-    # The app's personas chat within 2048 tokens (DialoGPT 1024, the starter 2048), even when
-    # the model was trained for more (SmolLM2: 8192).
-    needed = 2 * 2 * layers * kv_heads * head_dim * 4 * min(context, 2048) * max_requests
+    needed = 2 * 2 * layers * kv_heads * head_dim * 4 * served_context(folder) * max_requests
     # Below about 1.2 GB its batch planner finds no room for 8192-token batches' activations and
     # its worker dies at the first request (tiny model at 1 % of 24 GB: "num_sectors = -5").
     needed = max(needed, int(1.25 * 2**30))
@@ -224,35 +233,69 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_engine(kind: str, persona: Persona, *, device: str, max_requests: int,
-                 start_timeout_s: float = START_TIMEOUT_S) -> EngineProcess:
-    """Start the engine on the persona's model and wait until it answers ``/v1/models``.
+def launch_engine(kind: str, persona: Persona, *, device: str,
+                  max_requests: int) -> EngineProcess:
+    """Start the engine's process and return at once; :func:`wait_ready` waits for it.
+
+    Call it from the main thread: on Linux the engine is told to stop when the thread that
+    started it ends (:func:`_die_with_parent`).
 
     Raises:
         MissingDependencyError: the engine is not installed.
-        ModelLoadError: it exited, or did not answer in ``start_timeout_s`` (its output is in
-            the message).
 
     """
     _check_installed(kind)
     folder = model_folder(persona)
     port = free_port()
+    names, model = (None, persona.id) if kind == "vllm" else _model_name(folder, persona.id)
     command = engine_command(kind, folder, port, device=device, name=persona.id,
-                             max_requests=max_requests)
+                             max_requests=max_requests, load_as=model)
     log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by EngineProcess.stop)
     # The model is a local folder: the engine never needs the Hub, so it never waits on it.
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_OFFLINE": "1"}
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, env=env, start_new_session=True,
-                               preexec_fn=_die_with_parent())
-    engine = EngineProcess(kind, process, port, persona.id if kind == "vllm" else str(folder),
-                           log)
     try:
-        _wait_ready(engine, start_timeout_s)
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                                   preexec_fn=_die_with_parent(), cwd=names)
+    except BaseException:
+        log.close()
+        if names is not None:
+            shutil.rmtree(names, ignore_errors=True)
+        raise
+    return EngineProcess(kind, process, port, model, folder, log, names)
+
+
+def wait_ready(engine: EngineProcess, timeout_s: float = START_TIMEOUT_S) -> None:
+    """Wait until the engine answers and has generated once; stop it if it never does.
+
+    Raises:
+        ModelLoadError: it exited, or did not answer in ``timeout_s`` (its output is in the
+            message).
+
+    """
+    try:
+        _wait_ready(engine, timeout_s)
     except BaseException:
         engine.stop()
         raise
-    return engine
+
+
+def _model_name(folder: Path, name: str) -> tuple[Path | None, str]:
+    """A private folder holding a link ``name`` to ``folder``, and the name to load it by.
+
+    transformers serve names its model, in every answer, by the path it was loaded from: a
+    folder of this machine (the user's home, the app's cache) that clients should not see.
+    Started in the private folder and given the link's bare name, it answers with the
+    persona's id instead, which is also what the proxy lists in ``/v1/models``. Where no link
+    can be made (Windows without the privilege), the folder's path is the name.
+    """
+    names = Path(tempfile.mkdtemp(prefix="ttt-serve-"))
+    try:
+        (names / name).symlink_to(folder.resolve(), target_is_directory=True)
+    except OSError:
+        shutil.rmtree(names, ignore_errors=True)
+        return None, str(folder)
+    return names, name
 
 
 def _wait_ready(engine: EngineProcess, timeout_s: float) -> None:

@@ -14,10 +14,12 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
+
+from engine.serve.budget import BudgetError, RequestBudget
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,12 @@ GENERATE_ROUTES = ("/v1/completions", "/v1/chat/completions")
 # In a reply, the mark of its last choice: a non-null finish_reason (transformers serve leaves
 # null ones out, vLLM writes them as null), in the streamed and the whole answer alike.
 FINISHED_MARK = re.compile(rb'"finish_reason":\s*"')
-FINISHED_MARK_BYTES = 20  # the most the mark spans, spaces included
+FINISHED_MARK_BYTES = 20  # the most this mark, or the dead-worker one, spans
 FORWARDED_GETS = ("/health",)
+# What transformers serve answers, as an error or an error event, once its continuous-batching
+# worker has died: it stays dead, and so every request after it fails until the engine restarts.
+DEAD_WORKER_MARK = re.compile(rb"CB worker (?:is dead|died)")
+RESTART_RETRY_AFTER_S = 10  # told to clients while the engine restarts (a load: seconds)
 
 
 @dataclass
@@ -48,14 +54,15 @@ class ProxyConfig:
     refused_fields: Sequence[str] = ()  # request fields the engine answers 422 to
     defaults: dict[str, Any] = field(default_factory=dict)  # fields a request may leave out
     client_timeout_s: float = CLIENT_TIMEOUT_S
+    budget: RequestBudget | None = None  # prompt + reply tokens a request may ask for
 
 
 class _Refusal(Exception):
     def __init__(self, status: HTTPStatus, message: str, error_type: str,
-                 headers: dict[str, str] | None = None):
+                 headers: dict[str, str] | None = None, code: str | None = None):
         super().__init__(message)
         self.status, self.message, self.error_type = status, message, error_type
-        self.headers = headers or {}
+        self.headers, self.code = headers or {}, code
 
 
 @dataclass
@@ -77,6 +84,8 @@ class Proxy:
         # cycle through the engine's stream (held weakly by asyncio): the garbage collector
         # would destroy it mid-request ("Task was destroyed but it is pending").
         self._tasks: set[asyncio.Task[None]] = set()
+        self.engine_failed: str | None = None  # why the engine cannot answer any more
+        self.restarting = False  # the engine is being restarted: generations get 503
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one connection: one request, then close."""
@@ -108,6 +117,10 @@ class Proxy:
             if not generate and not (request.method == "GET" and request.path in FORWARDED_GETS):
                 raise _Refusal(HTTPStatus.NOT_FOUND, f"No route {request.method} "
                                f"{request.path}", "not_found")
+            if generate and (self.restarting or self.engine_failed):
+                raise _Refusal(HTTPStatus.SERVICE_UNAVAILABLE,
+                               "The engine is restarting; retry in a few seconds.",
+                               "restarting", {"Retry-After": str(RESTART_RETRY_AFTER_S)})
             if generate and self.in_flight >= self.config.max_requests:
                 raise _Refusal(HTTPStatus.SERVICE_UNAVAILABLE,
                                "Model is overloaded; retry shortly.", "overloaded",
@@ -130,8 +143,20 @@ class Proxy:
                 self.in_flight -= 1
 
         try:
-            request.body = self._rewrite(request.body)
-            await self._forward(request, writer, finished=release)
+            try:
+                request.body, streamed = await self._prepare(request)
+            except _Refusal as refusal:
+                await self._reply(writer, refusal.status, {"error": {
+                    "message": refusal.message, "type": refusal.error_type,
+                    "code": refusal.code}})
+                return
+            if streamed:
+                await self._forward_watching(request, reader, writer, finished=release)
+            else:
+                # A reply that is not streamed is generated to its end even when nobody waits
+                # for it (the engine notices a gone client only between streamed chunks): its
+                # place stays held until then, so the count matches the engine's work.
+                await self._forward(request, writer, finished=release)
         finally:
             release()
 
@@ -152,14 +177,23 @@ class Proxy:
         return {"object": "list", "data": [{"id": self.config.public_model, "object": "model",
                                             "owned_by": "talk-to-transformers"}]}
 
-    def _rewrite(self, raw: bytes) -> bytes:
-        """The body as the engine takes it: its model name, refused fields mapped or dropped."""
+    async def _prepare(self, request: _Request) -> tuple[bytes, bool]:
+        """The body as the engine takes it, and whether the reply is streamed.
+
+        Its model name, refused fields mapped or dropped, the persona's decoding defaults
+        filled in; checked against the budget, off the event loop (a tokenizer's work).
+
+        Raises:
+            _Refusal: not a JSON object, or beyond the budget.
+
+        """
         try:
-            body = json.loads(raw)
+            body = json.loads(request.body)
         except (ValueError, UnicodeDecodeError):
-            return raw  # the engine answers it with its own 422
+            body = None
         if not isinstance(body, dict):
-            return raw
+            raise _Refusal(HTTPStatus.BAD_REQUEST, "The request body must be a JSON object.",
+                           "invalid_request_error", code="invalid_json")
         for name, value in self.config.defaults.items():
             body.setdefault(name, value)
         body["model"] = self.config.engine_model  # one model here, whatever name was sent
@@ -172,7 +206,40 @@ class Proxy:
                 body.setdefault("frequency_penalty", min(round(penalty - 1, 6), 2.0))
         for name in refused:
             body.pop(name, None)
-        return json.dumps(body).encode()
+        budget = self.config.budget
+        if budget is not None:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, budget.check,
+                                                                 request.path, body)
+            except BudgetError as err:
+                raise _Refusal(HTTPStatus.BAD_REQUEST, err.message, "invalid_request_error",
+                               code=err.code) from None
+        return json.dumps(body).encode(), body.get("stream") is True
+
+    async def _forward_watching(self, request: _Request, reader: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter, *,
+                                finished: Callable[[], None]) -> None:
+        """:meth:`_forward`, stopped when the client hangs up.
+
+        A client sends nothing after its request, so a read that returns ends only at its
+        hang-up. Without this, a client gone while the engine queues or reads its prompt (no
+        byte yet to fail writing) would hold its place, and its generation, until the first
+        chunk came.
+        """
+        pipe = asyncio.ensure_future(self._forward(request, writer, finished=finished))
+        hang_up = asyncio.ensure_future(reader.read(1))
+        try:
+            await asyncio.wait({pipe, hang_up}, return_when=asyncio.FIRST_COMPLETED)
+            if not pipe.done() and (hang_up.cancelled() or hang_up.exception() is not None
+                                    or hang_up.result() == b""):
+                pipe.cancel()  # closes the engine's connection: it stops generating
+                await asyncio.gather(pipe, return_exceptions=True)
+                log.info("client hung up before its reply ended")
+                return
+            await pipe
+        finally:
+            hang_up.cancel()
+            pipe.cancel()
 
     async def _forward(self, request: _Request, writer: asyncio.StreamWriter, *,
                        finished: Callable[[], None] | None = None) -> None:
@@ -201,9 +268,13 @@ class Proxy:
             # The engine answers "Connection: close" too, so the client reads to the end.
             tail = b""  # the end of the last chunk: the mark may straddle two
             while chunk := await up_reader.read(PIPE_CHUNK_BYTES):
-                if finished is not None and FINISHED_MARK.search(tail + chunk):
+                seen = tail + chunk
+                if finished is not None and FINISHED_MARK.search(seen):
                     finished()
                     finished = None
+                if DEAD_WORKER_MARK.search(seen) and not self.engine_failed:
+                    self.engine_failed = "its batching worker died"
+                    log.warning("The engine's batching worker died: %s", chunk[-300:])
                 tail = (tail + chunk)[-FINISHED_MARK_BYTES:]  # short reads: keep enough
                 writer.write(chunk)
                 await asyncio.wait_for(writer.drain(), self.config.client_timeout_s)
@@ -252,11 +323,17 @@ async def _read_request(reader: asyncio.StreamReader) -> _Request:
 
 async def run_proxy(proxy: Proxy, host: str, port: int, *,
                     on_listening: Callable[[tuple[str, int]], None],
-                    engine_alive: Callable[[], bool]) -> bool:
-    """Serve until SIGINT/SIGTERM (returns True) or the engine dies (returns False).
+                    engine_alive: Callable[[], bool],
+                    restart: Callable[[str], Awaitable[int]] | None = None) -> bool:
+    """Serve until SIGINT/SIGTERM (returns True) or the engine fails (returns False).
+
+    The engine fails when its process exits or its batching worker dies. With ``restart``,
+    serving goes on instead: ``await restart(why)`` starts a new engine and returns its port,
+    while generation requests are answered 503 with a Retry-After.
 
     Raises:
         OSError: the address cannot be bound.
+        Exception: what ``restart`` raised (it gives up).
 
     """
     import signal
@@ -274,9 +351,26 @@ async def run_proxy(proxy: Proxy, host: str, port: int, *,
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)
+                continue
             except asyncio.TimeoutError:
-                if not engine_alive():
-                    return False
+                pass
+            why = proxy.engine_failed or (None if engine_alive() else "it exited")
+            if why is None:
+                continue
+            if restart is None:
+                return False
+            proxy.restarting = True
+            restarted = asyncio.ensure_future(restart(why))
+            stopping = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({restarted, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+            if not restarted.done():  # Ctrl-C while the engine loads: stop now, not after
+                restarted.cancel()
+                break
+            proxy.config.engine_port = restarted.result()
+            proxy.engine_failed, proxy.restarting = None, False
     finally:
         # Not wait_closed(): from Python 3.12 it waits for open streams to end; asyncio.run
         # cancels them instead.
