@@ -11,6 +11,8 @@ latency per clip and the real-time factor (processing time / audio time; lower i
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import statistics
 import sys
 import tempfile
@@ -55,6 +57,7 @@ def main() -> None:
                         help="openai-whisper size or checkpoint to include (repeatable)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp())
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     clips = [speech_array(s, folder) for s in SENTENCES]
     total = sum(len(c) for c in clips) / 16000
     print(f"{len(clips)} espeak-ng clips, {total:.1f} s of audio, device {args.device}, "

@@ -15,6 +15,8 @@ takes about a minute without the guard).
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import statistics
 import sys
 import tempfile
@@ -81,6 +83,7 @@ def clips(long: bool) -> dict[str, dict[str, np.ndarray]]:
 
 def speech_clips() -> list[tuple[str, str, np.ndarray]]:
     folder = Path(tempfile.mkdtemp())
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     found = [(f"espeak: {s}", s, speech_array(s, folder)) for s in SENTENCES]
     if real_speech.available():
         found += real_clips()
@@ -114,7 +117,9 @@ def main() -> None:
     if args.silero and args.asr != "faster-whisper":
         parser.error("--silero is faster-whisper's filter")
     recognizer = open_recognizer(args.asr, device="cpu")
-    recognizer.transcribe(speech_array(SENTENCES[0], Path(tempfile.mkdtemp())))  # warm-up
+    warm = Path(tempfile.mkdtemp())
+    atexit.register(shutil.rmtree, warm, ignore_errors=True)
+    recognizer.transcribe(speech_array(SENTENCES[0], warm))  # warm-up
     runs = modes(recognizer, args.silero)
     print(f"{args.asr}, bundled tiny.en, CPU; text (seconds per call) per mode: "
           f"{', '.join(runs)}")

@@ -16,7 +16,9 @@ from elsewhere falls on every setting alike:
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -45,7 +47,9 @@ def main() -> None:
     from tests.speech import SENTENCES, speech_array
 
     print(f"{os.cpu_count()} CPUs; load average at start {loadavg()}")
-    clip = speech_array(SENTENCES[1], Path(tempfile.mkdtemp()))
+    scratch = Path(tempfile.mkdtemp())
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    clip = speech_array(SENTENCES[1], scratch)
     asr = {n: faster_whisper.WhisperModel(str(bundled_model_path()), device="cpu",
                                           compute_type="int8", cpu_threads=n,
                                           local_files_only=True) for n in (0, 1, 2, 4)}

@@ -12,7 +12,9 @@ the converted starter model is reused from the user's data folder when it is the
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -35,6 +37,8 @@ def main() -> None:
 
     user_cache = paths.data_dir() / "cache"
     tmp = Path(tempfile.mkdtemp(prefix="ttt-shots-"))
+    # ~0.5 GB a run; rmtree removes the cache link below, not what it points to.
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
     os.environ["TTT_DATA_DIR"] = str(tmp)
     if user_cache.is_dir():
         (tmp / "cache").symlink_to(user_cache.resolve())

@@ -5,6 +5,8 @@ Prints the capture error code and how many seconds of audio were kept.
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,6 +21,7 @@ from tests.pulse import PulseServer  # noqa: E402
 from tests.speech import speak  # noqa: E402
 
 folder = Path(tempfile.mkdtemp())
+atexit.register(shutil.rmtree, folder, ignore_errors=True)
 server = PulseServer(folder / "pulse")
 server.start()
 ptt = PushToTalk(Microphone(), Listener())
