@@ -28,7 +28,7 @@ import pytest
 
 from engine.chat.remote import RemoteChat, RetryPolicy
 from engine.chat.types import Turn
-from engine.serve.proxy import Proxy, ProxyConfig, run_proxy
+from engine.serve.proxy import Proxy, ProxyConfig, listen, run_proxy
 from tests.http_serving import FakeOpenAi, serving
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -226,8 +226,9 @@ def _run_proxy_until_clients_finish(proxy: Proxy, clients, *, engine_alive=lambd
         threading.Thread(target=drive, args=(f"http://127.0.0.1:{address[1]}",),
                          daemon=True).start()
 
-    stopped = asyncio.run(run_proxy(proxy, "127.0.0.1", 0, on_listening=listening,
-                                    engine_alive=engine_alive, restart=restart))
+    with listen("127.0.0.1", 0) as sock:
+        stopped = asyncio.run(run_proxy(proxy, sock, on_listening=listening,
+                                        engine_alive=engine_alive, restart=restart))
     if failures:
         raise failures[0]
     return stopped
@@ -275,8 +276,9 @@ def test_an_engine_that_cannot_be_restarted_ends_serving_with_the_reason():
         raise ModelLoadError(f"gave up: {why}")
 
     proxy = Proxy(ProxyConfig(engine_port=9, engine_model="m", public_model="tiny"))
-    with pytest.raises(ModelLoadError, match="gave up: it exited"):
-        asyncio.run(run_proxy(proxy, "127.0.0.1", 0, on_listening=lambda address: None,
+    with listen("127.0.0.1", 0) as sock, pytest.raises(ModelLoadError,
+                                                       match="gave up: it exited"):
+        asyncio.run(run_proxy(proxy, sock, on_listening=lambda address: None,
                               engine_alive=lambda: False, restart=restart))
 
 
@@ -479,6 +481,19 @@ def _zombie(pid: int) -> bool:
         return "\nState:\tZ" in Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return True
+
+
+def test_a_port_in_use_is_reported_before_any_engine_starts(tiny_persona_dir, tmp_path):
+    with listen("127.0.0.1", 0) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "engine", "serve", "-p", str(tiny_persona_dir), "--port",
+             str(port), "--engine", "transformers", "--device", "cpu"],
+            cwd=ROOT, env={**os.environ, "TTT_DATA_DIR": str(tmp_path / "data")},
+            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert f"Cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "Starting" not in result.stdout  # refused before the engine's load, not after
 
 
 @pytest.mark.slow

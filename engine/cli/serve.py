@@ -25,7 +25,7 @@ from engine.serve.engine import (
     pick_engine,
     wait_ready,
 )
-from engine.serve.proxy import Proxy, ProxyConfig, run_proxy
+from engine.serve.proxy import Proxy, ProxyConfig, listen, run_proxy
 
 # An engine that fails more often than this is not helped by restarting it.
 MAX_RESTARTS = 3
@@ -57,8 +57,16 @@ def _run_engine(args: argparse.Namespace, persona: Persona, token: str | None, k
 
     device = resolve(args.device).device
     max_requests = 1 + args.max_waiting  # as the builtin server: one generating + the waiting
+    try:
+        sock = listen(args.host, args.port)
+    except OSError as err:
+        raise _bind_error(args, err) from err
     print(f"Starting {persona.label} on {kind} serve ({device})...", flush=True)
-    engine = launch_engine(kind, persona, device=device, max_requests=max_requests)
+    try:
+        engine = launch_engine(kind, persona, device=device, max_requests=max_requests)
+    except BaseException:
+        sock.close()
+        raise
     try:
         # vLLM refuses what its context cannot hold by itself, and never loses its scheduler to
         # one request; transformers serve does (see budget.py). Read while the engine loads.
@@ -99,13 +107,11 @@ def _run_engine(args: argparse.Namespace, persona: Persona, token: str | None, k
                   f"(OpenAI API, {device}; up to {max_requests} requests at once; "
                   f"{_auth_words(token, args)}). Ctrl-C stops.", flush=True)
 
-        try:
-            asyncio.run(run_proxy(proxy, args.host, args.port, on_listening=listening,
-                                  engine_alive=lambda: engine.alive(), restart=restart))
-        except OSError as err:
-            raise _bind_error(args, err) from err
+        asyncio.run(run_proxy(proxy, sock, on_listening=listening,
+                              engine_alive=lambda: engine.alive(), restart=restart))
         print("Stopped.")
     finally:
+        sock.close()
         engine.stop()
     return 0
 

@@ -220,8 +220,14 @@ def _die_with_parent() -> Callable[[], None] | None:
     libc = ctypes.CDLL(None, use_errno=True)
     pr_set_pdeathsig = 1
 
+    parent = os.getpid()
+
     def hook() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+        # serve may have died between the fork and the line above, before the signal was
+        # asked for: then the child has been handed to another parent already.
+        if os.getppid() != parent:
+            os._exit(1)
 
     return hook
 

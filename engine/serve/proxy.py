@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import re
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -321,7 +322,23 @@ async def _read_request(reader: asyncio.StreamReader) -> _Request:
     return _Request(parts[0].upper(), path, headers, body)
 
 
-async def run_proxy(proxy: Proxy, host: str, port: int, *,
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, bound before the engine loads.
+
+    A port in use is then reported at once, not after a load of seconds to minutes, and
+    clients that connect while the engine loads wait in the backlog instead of being refused.
+
+    Raises:
+        OSError: the address cannot be bound.
+
+    """
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                flags=socket.AI_PASSIVE)[0][0]
+    # A burst of clients connecting at once would overflow a small listen backlog.
+    return socket.create_server((host, port), family=family, backlog=128)
+
+
+async def run_proxy(proxy: Proxy, sock: socket.socket, *,
                     on_listening: Callable[[tuple[str, int]], None],
                     engine_alive: Callable[[], bool],
                     restart: Callable[[str], Awaitable[int]] | None = None) -> bool:
@@ -332,7 +349,6 @@ async def run_proxy(proxy: Proxy, host: str, port: int, *,
     while generation requests are answered 503 with a Retry-After.
 
     Raises:
-        OSError: the address cannot be bound.
         Exception: what ``restart`` raised (it gives up).
 
     """
@@ -342,9 +358,7 @@ async def run_proxy(proxy: Proxy, host: str, port: int, *,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    # A burst of clients connecting at once would overflow a small listen backlog.
-    server = await asyncio.start_server(proxy.handle, host, port, backlog=128,
-                                        limit=MAX_HEAD_BYTES)
+    server = await asyncio.start_server(proxy.handle, sock=sock, limit=MAX_HEAD_BYTES)
     try:
         address = server.sockets[0].getsockname()
         on_listening((str(address[0]), int(address[1])))
