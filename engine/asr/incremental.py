@@ -50,7 +50,9 @@ class IncrementalTranscriber:
         self._vad = VoiceActivity(self.options.sensitivity)
         self._slicer = FrameSlicer(FRAME_MS)
         self.verdicts: list[bool] = []  # one per 30 ms frame, from the recording's start
-        self._blocks: list[np.ndarray] = []
+        # The recording in one array that doubles when full: a cut is then a view, not a
+        # concatenation of every block so far at each decode.
+        self._recording = np.zeros(SAMPLE_RATE * 4, np.float32)
         self._samples = 0
         self._last_voiced = -1  # index of the last voiced frame
         self._lock = threading.Lock()
@@ -70,8 +72,15 @@ class IncrementalTranscriber:
         frames = self._slicer.push(block)
         verdicts = [self._vad.is_speech(frame) for frame in frames]
         with self._lock:
-            self._blocks.append(block)
-            self._samples += len(block)
+            end = self._samples + len(block)
+            if end > len(self._recording):
+                # A new array: views handed to a decode keep the old one, which is never
+                # written to again.
+                grown = np.zeros(max(end, 2 * len(self._recording)), np.float32)
+                grown[:self._samples] = self._recording[:self._samples]
+                self._recording = grown
+            self._recording[self._samples:end] = block
+            self._samples = end
             for verdict in verdicts:
                 self.verdicts.append(verdict)
                 if verdict:
@@ -83,11 +92,6 @@ class IncrementalTranscriber:
                         and bounds != self._running):
                     self._pending = bounds
                     self._wake.notify()
-
-    def audio(self) -> np.ndarray:
-        """Everything pushed so far, as one array."""
-        with self._lock:
-            return np.concatenate(self._blocks) if self._blocks else np.zeros(0, np.float32)
 
     def finish(self, audio: np.ndarray) -> Transcript:
         """The transcript of ``audio``, the trimmed recording: early if it was decoded already.
@@ -124,8 +128,7 @@ class IncrementalTranscriber:
         if bounds is None or bounds[1] - bounds[0] != len(audio):
             return None
         if bounds in self._done or bounds == self._running:
-            recorded = np.concatenate(self._blocks)[bounds[0]:bounds[1]]
-            if np.array_equal(recorded, audio):
+            if np.array_equal(self._recording[bounds[0]:bounds[1]], audio):
                 return bounds
         return None
 
@@ -138,7 +141,7 @@ class IncrementalTranscriber:
                     return
                 bounds, self._pending = self._pending, None
                 self._running = bounds
-                audio = np.concatenate(self._blocks)[bounds[0]:bounds[1]]
+                audio = self._recording[bounds[0]:bounds[1]]
             try:
                 transcript: Transcript | None = self._decode(audio)
             except Exception:  # the release decodes again and reports the error there
