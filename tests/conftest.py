@@ -147,6 +147,17 @@ def pulse(tmp_path_factory):
 
 
 @pytest.fixture
+def private_hf_cache(tmp_path, monkeypatch) -> Path:
+    """A private, empty Hugging Face cache for one test (what a pull writes, and nothing else)."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture
 def online(monkeypatch):
     """Call with a running fake Hub (tests/fake_hub.py): huggingface_hub then talks to it."""
     from huggingface_hub import constants

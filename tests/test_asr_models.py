@@ -95,17 +95,12 @@ def whisper_repo(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def hf_cache(tmp_path, monkeypatch) -> Path:
+def hf_cache(private_hf_cache, tmp_path, monkeypatch) -> Path:
     """A private, empty Hugging Face cache, and a fresh data folder, for every test here."""
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hf-cache"
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("TTT_DATA_DIR", str(tmp_path / "data"))
     # openai-whisper's own download cache: empty, so a size can only come from the pull.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
-    return cache
+    return private_hf_cache
 
 
 def pull_from(hub: FakeHub, online, size: str, **kwargs) -> asr_pull.AsrPull:

@@ -27,14 +27,9 @@ LEFT = Qt.MouseButton.LeftButton
 
 
 @pytest.fixture(autouse=True)
-def hf_cache(tmp_path, monkeypatch):
+def hf_cache(private_hf_cache):
     """A private, empty Hugging Face cache for every test here."""
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hf-cache"
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    return cache
+    return private_hf_cache
 
 
 @pytest.fixture

@@ -95,14 +95,9 @@ def _commit() -> str:
 
 
 @pytest.fixture(autouse=True)
-def hf_cache(tmp_path, monkeypatch) -> Path:
+def hf_cache(private_hf_cache) -> Path:
     """A private, empty Hugging Face cache for every test here."""
-    from huggingface_hub import constants
-
-    cache = tmp_path / "hf-cache"
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    return cache
+    return private_hf_cache
 
 
 @pytest.fixture
