@@ -259,7 +259,10 @@ def test_auto_is_the_bundled_model_until_the_gpu_default_is_pulled(whisper_repo,
 
 def test_remove_deletes_the_download_and_its_conversion(whisper_repo, online, hf_cache,
                                                         tmp_path):
+    from engine.models.availability import disk_usage
+
     pytest.importorskip("whisper")
+    before = disk_usage()
     pull_from(FakeHub(TINY_REPO, whisper_repo), online, "tiny.en")
     open_recognizer("whisper", model="tiny.en", device="cpu")
     converted = list((tmp_path / "data").rglob("tiny.en-*.pt"))
@@ -267,6 +270,10 @@ def test_remove_deletes_the_download_and_its_conversion(whisper_repo, online, hf
     downloaded = sum((whisper_repo / name).stat().st_size for name in WANTED)
     expected = downloaded + converted[0].stat().st_size
     assert asr_pull.size_on_disk("tiny.en") == downloaded
+    # The Models dialog's disk line counts the download and the conversion.
+    after = disk_usage()
+    assert downloaded <= after.hub - before.hub <= downloaded + 4096  # + refs, metadata
+    assert after.converted - before.converted >= converted[0].stat().st_size
     assert asr_pull.remove("tiny.en") == expected
     assert not converted[0].exists()
     assert not (hf_cache / "models--Systran--faster-whisper-tiny.en").exists()

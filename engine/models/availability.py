@@ -127,7 +127,8 @@ class DiskUsage:
 
     personas: int  # the user's personas folder (added and trained checkpoints)
     converted: int  # the app's cache of converted models (GGUF made into safetensors)
-    hub: int  # Hugging Face cache entries of the catalogue's repos (pulled models)
+    hub: int  # Hugging Face cache entries of the catalogue's repos (pulled models, voices and
+    # Whisper sizes)
 
     @property
     def total(self) -> int:
@@ -137,9 +138,15 @@ class DiskUsage:
 
 def disk_usage() -> DiskUsage:
     """Bytes used now; hard-linked or symlinked files are counted once."""
-    from engine.models.catalogue import CLONING_REPO, PLAIN_REPO, catalogue, tts_catalogue
+    from engine.models.catalogue import (
+        CLONING_REPO,
+        PLAIN_REPO,
+        asr_catalogue,
+        catalogue,
+        tts_catalogue,
+    )
 
-    repos = {e.repo_id or e.base_model for e in catalogue()}
+    repos = {e.repo_id or e.base_model for e in catalogue() + asr_catalogue()}
     if tts_catalogue():
         repos |= {CLONING_REPO, PLAIN_REPO}
     return DiskUsage(
