@@ -20,7 +20,7 @@ from engine.errors import ConfigError
 from engine.fsutil import atomic_write_text
 from engine.models.device import DEVICE_SETTINGS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ASR_BACKENDS = ("faster-whisper", "whisper")
 CHAT_BACKENDS = ("local", "remote")
 
@@ -116,10 +116,18 @@ def _types() -> dict[str, tuple[type, ...]]:
 
 
 def _migrate(data: dict[str, Any]) -> dict[str, Any]:
-    """Bring an older file's keys up to date (version 1 called the persona ``last_persona``)."""
+    """Bring an older file's keys up to date.
+
+    Version 1 called the persona ``last_persona``. Up to version 2, "bundled" was the speech
+    model's default and the only one that worked without a manual download, so every file
+    holds it; it becomes "auto" (still the bundled model, except on CUDA once a larger size is
+    pulled), or those users would never get the GPU default.
+    """
     version = data.get("schema_version", 1)
     if version < 2 and "last_persona" in data:
         data.setdefault("persona", data.pop("last_persona"))
+    if version < 3 and data.get("asr_model") == "bundled":
+        data["asr_model"] = "auto"
     return data
 
 

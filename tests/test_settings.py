@@ -88,6 +88,15 @@ def test_version_1_file_migrates_last_persona(settings_path):
     assert settings == Settings(persona="pirate", hands_free=True)
 
 
+def test_version_2_files_move_from_the_bundled_speech_model_to_auto(settings_path):
+    write(settings_path, {"schema_version": 2, "asr_model": "bundled", "persona": "pirate"})
+    assert load() == (Settings(persona="pirate", asr_model="auto"), None)
+    write(settings_path, {"schema_version": 2, "asr_model": "small.en"})  # a choice: kept
+    assert load()[0].asr_model == "small.en"
+    write(settings_path, {"schema_version": 3, "asr_model": "bundled"})  # chosen since
+    assert load()[0].asr_model == "bundled"
+
+
 def test_newer_version_gives_defaults_and_a_warning(settings_path):
     write(settings_path, {"schema_version": SCHEMA_VERSION + 1, "persona": "pirate"})
     settings, warning = load()
