@@ -92,15 +92,20 @@ class FakePlayer:
         self._thread = threading.Thread(target=self._run, name="fake-player", daemon=True)
         self._thread.start()
 
-    def enqueue(self, samples, rate, text="", *, starts=True, ends=True, listener=None):
+    def enqueue(self, samples, rate, text="", *, starts=True, ends=True, listener=None,
+                cancel=None):
         with self._cond:
+            if cancel is not None and cancel.cancelled:  # as the real player: a stopped turn's
+                return
             self.chunks += 1
             self._queue.append((len(samples) / rate, text, starts, ends, listener))
             self._busy = True
             self._cond.notify_all()
 
-    def end_piece(self, text=""):
+    def end_piece(self, text="", cancel=None):
         with self._cond:
+            if cancel is not None and cancel.cancelled:
+                return
             self._queue.append((0.0, text, False, True, None))
             self._busy = True
             self._cond.notify_all()

@@ -103,3 +103,29 @@ def test_stopping_mid_piece_ends_it(pulse):
     finally:
         player.close()
     assert events == [("speaking_started", "long"), ("speaking_ended", "long")]
+
+
+@pytest.mark.audio
+def test_a_chunk_of_a_stopped_turn_is_dropped_even_when_it_comes_after_the_stop(pulse):
+    """The TTS thread can pass its own cancel check just before the stop and enqueue after it."""
+    from engine.audio.player import Player
+    from engine.cancel import CancelToken
+
+    events = []
+    player = Player(on_event=lambda kind, text: events.append((kind, text)))
+    player.start()
+    turn = CancelToken()
+    try:
+        player.enqueue(np.full(48000, 0.1, np.float32), 48000, "first", ends=False,
+                       cancel=turn)
+        time.sleep(0.2)
+        turn.cancel()  # as a turn stops: its token first, then the player
+        player.stop()
+        player.enqueue(np.full(48000, 0.1, np.float32), 48000, "first", starts=False,
+                       ends=False, cancel=turn)
+        player.end_piece("first", cancel=turn)
+        assert player.wait(0.05)  # nothing was queued: idle at once, not after 1 s of audio
+        time.sleep(0.2)
+    finally:
+        player.close()
+    assert events == [("speaking_started", "first"), ("speaking_ended", "first")]

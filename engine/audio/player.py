@@ -21,6 +21,7 @@ import numpy as np
 
 from engine.audio.capture import load_sounddevice
 from engine.audio.convert import resample
+from engine.cancel import CancelToken
 from engine.errors import TalkError
 
 BLOCK_S = 0.02  # output block: the longest stop() waits before silence
@@ -92,7 +93,8 @@ class Player:
         self._dispatcher.start()
 
     def enqueue(self, samples: np.ndarray, rate: int, text: str = "", *, starts: bool = True,
-                ends: bool = True, listener: PieceListener | None = None) -> None:
+                ends: bool = True, listener: PieceListener | None = None,
+                cancel: CancelToken | None = None) -> None:
         """Queue mono float32 audio at ``rate`` to play after what is queued.
 
         By default the chunk is a whole piece. A piece streamed in chunks passes
@@ -100,17 +102,24 @@ class Player:
         rest, then calls :meth:`end_piece`. ``listener`` (given with the piece's first chunk)
         hears ``("speaking_started" | "speaking_ended", text)`` for that piece: the turn that
         queued it, so a late event of an interrupted turn never reaches the next one.
+        ``cancel``: the turn's token. A chunk whose turn is cancelled is dropped, checked under
+        the lock that :meth:`stop` clears the queue under: a turn cancels before it stops the
+        player, so a chunk the TTS hands over just after the stop is never heard.
         """
         audio = resample(np.asarray(samples, dtype=np.float32), rate, self.rate)
         with self._lock:
+            if cancel is not None and cancel.cancelled:
+                return
             self._chunks.append((audio, text, starts, listener or self.on_event))
             if ends:
                 self._chunks.append((None, text, False, self.on_event))
             self._idle.clear()
 
-    def end_piece(self, text: str = "") -> None:
+    def end_piece(self, text: str = "", cancel: CancelToken | None = None) -> None:
         """Close the piece being queued: "speaking ended" comes once its audio has played."""
         with self._lock:
+            if cancel is not None and cancel.cancelled:
+                return  # stop() ended the piece already
             self._chunks.append((None, text, False, self.on_event))
             self._idle.clear()
 

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from engine.audio.player import PieceListener
+from engine.cancel import CancelToken
 
 
 class Transcribed(Protocol):
@@ -64,12 +65,16 @@ class AudioPlayer(Protocol):
     """Plays queued pieces in order and reports when each is heard."""
 
     def enqueue(self, samples: np.ndarray, rate: int, text: str = "", *, starts: bool = True,
-                ends: bool = True, listener: PieceListener | None = None) -> None:
-        """Queue a chunk (a whole piece, or a piece's first or later chunk)."""
+                ends: bool = True, listener: PieceListener | None = None,
+                cancel: CancelToken | None = None) -> None:
+        """Queue a chunk (a whole piece, or a piece's first or later chunk).
+
+        Dropped when ``cancel`` is cancelled, atomically with respect to :meth:`stop`.
+        """
         ...
 
-    def end_piece(self, text: str = "") -> None:
-        """Close the piece being queued."""
+    def end_piece(self, text: str = "", cancel: CancelToken | None = None) -> None:
+        """Close the piece being queued (nothing once ``cancel`` is cancelled)."""
         ...
 
     def wait(self, timeout: float | None = None) -> bool:

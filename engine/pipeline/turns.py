@@ -359,10 +359,12 @@ class _Synthesis:
                     break
                 if not started:
                     self.run.mark("tts_first_chunk")
+                # The check above can pass just before a stop; the player checks again,
+                # atomically with its stop, so a chunk of a stopped turn is never heard.
                 self.player.enqueue(chunk.samples, chunk.rate, chunk.text, starts=not started,
-                                    ends=False, listener=self.run.on_player)
+                                    ends=False, listener=self.run.on_player, cancel=self.cancel)
                 started = True
         finally:
             stream.close()  # stops the TTS at its next frame if we left early
             if started:
-                self.player.end_piece(sentence)
+                self.player.end_piece(sentence, cancel=self.cancel)
