@@ -60,6 +60,7 @@ class Controller(QObject):
         self.states = {"chat": OFF, "asr": OFF, "voice": OFF}
         self.conversation_id: int | None = self.store.latest_conversation()
         self._ptt: Any = None
+        self._pending_send: Any = None  # the worker starting a message sent mid-reply
         self._hands_free: Any = None
         self._listener: Any = None
         self._closing = False
@@ -408,7 +409,8 @@ class Controller(QObject):
         if self.pipeline.busy:
             # Waiting for the old turn to wind down happens on a worker, not in the window.
             self.pipeline.barge_in("new message")
-            self.workers.run(self.pipeline.start_text_turn, text, name="send")
+            self._pending_send = self.workers.run(self.pipeline.start_text_turn, text,
+                                                  name="send")
         else:
             self.pipeline.start_text_turn(text)
         return True
@@ -419,7 +421,14 @@ class Controller(QObject):
             self.pipeline.barge_in("stopped")
 
     def _stop_turn(self, reason: str) -> None:
-        """Stop the running turn and wait for it (before the history changes under it)."""
+        """Stop the running turn and wait for it (before the history changes under it).
+
+        A message sent while the previous reply wound down is started first: it was written
+        in this conversation and is kept there, not carried into the one opened next.
+        """
+        pending, self._pending_send = self._pending_send, None
+        if pending is not None:
+            pending.finished_event.wait()
         if self.pipeline is not None and self.pipeline.busy:
             self.pipeline.barge_in(reason)
             self.pipeline.wait()

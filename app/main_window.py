@@ -351,12 +351,12 @@ class MainWindow(QMainWindow):
 
     def new_conversation(self) -> None:
         """Start a new conversation."""
-        self.turn_view.forget_turn()
         try:
             self.controller.new_conversation()
         except TalkError as err:
             self.banner.show_message(err, "error", "Conversations")
             return
+        self.turn_view.forget_turn()
         self.chat_view.clear_messages()
         self.refresh_conversations()
         self.input.setFocus()

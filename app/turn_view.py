@@ -58,10 +58,17 @@ class TurnView(QObject):
         self.level_meter = level_meter
         self.focus_after_stop = focus_after_stop  # where Stop's keyboard focus goes when it greys
         self.turn: int | None = None  # the pipeline turn whose events the chat view shows
+        self._shown_since = 0.0  # turns started before this (perf_counter) belong to another view
 
     def forget_turn(self) -> None:
-        """A turn still winding down belongs to the previous view: ignore its events."""
+        """The view now shows another conversation: ignore the events of every turn so far.
+
+        Call it once the controller has switched. A turn still winding down, or one started by
+        a message sent just before the switch (whose start event is still queued for this
+        thread), belongs to the previous conversation.
+        """
         self.turn = None
+        self._shown_since = time.perf_counter()
 
     def on_event(self, event: Event) -> None:
         """Render one pipeline event."""
@@ -72,6 +79,8 @@ class TurnView(QObject):
             self.level_meter.set_level(data.get("dbfs", -60.0))
             return
         if kind == EventType.TURN_STARTED:
+            if event.t < self._shown_since:
+                return  # started in the conversation shown before
             self.turn = data.get("turn")
         elif kind in TURN_EVENTS and data.get("turn") != self.turn:
             return  # from a turn that was stopped, or belongs to another conversation

@@ -385,6 +385,25 @@ def test_stop_button_cuts_the_reply(qtbot, app_data):
     close(window)
 
 
+def test_a_message_sent_as_a_reply_winds_down_stays_in_its_conversation(qtbot, app_data):
+    # Each piece takes 0.6 s, and a cancel is seen between pieces: the first reply takes up to
+    # that long to wind down once the second message interrupts it.
+    slow = FakeChat(*[f"old{i} " for i in range(20)], delay=0.6)
+    window, events = open_window(qtbot, Settings(speak_replies=False), Backends(chat=slow),
+                                 wait_for=("chat",))
+    window.send("first topic")
+    qtbot.waitUntil(lambda: any(e.type == ev.REPLY_TOKEN for e in events))
+    first = window.controller.conversation_id
+    window.send("also this")  # starts once the first reply has wound down
+    window.new_conversation()  # clicked at once, while it winds down
+    qtbot.waitUntil(lambda: not window.controller.pipeline.busy)
+    qtbot.wait(200)  # late events delivered
+    assert window.chat_view.messages == []  # the new conversation is empty
+    users = [t.text for t in window.controller.store.turns(first) if t.role == "user"]
+    assert users == ["first topic", "also this"]
+    close(window)
+
+
 def test_not_ready_yet_is_said_not_silent(qtbot, app_data):
     class NeverLoads(Backends):
         def chat(self, persona, settings):
