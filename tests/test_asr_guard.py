@@ -223,6 +223,29 @@ def test_tones_give_no_words(tiny_en, name):
     _no_words(tiny_en.transcribe(tone_clips()[name]))
 
 
+@needs_real_speech
+def test_a_beep_is_cut_off_at_the_token_cap_and_real_speech_stays_far_below_it(
+        tiny_en, monkeypatch):
+    """A 2 s beep the VAD passes ran to 224 tokens of "Beep beep..." (1.2 s of decoding)."""
+    seen: list[tuple[int, float, bool]] = []
+    overran = guard.overran
+
+    def spy(tokens: int, seconds: float, options=None) -> bool:
+        seen.append((tokens, seconds, overran(tokens, seconds, options)))
+        return seen[-1][2]
+
+    monkeypatch.setattr(guard, "overran", spy)
+    _no_words(tiny_en.transcribe(tone_clips()["440 Hz -20 dBFS, 2 s"]))
+    tokens, seconds, dropped = seen[-1]
+    assert dropped and tokens <= guard.token_budget(seconds) < 100  # cut short of 224
+    for _name, _reference, audio in real_clips():
+        assert tiny_en.transcribe(audio).text
+        tokens, seconds, dropped = seen[-1]
+        assert not dropped and tokens < 0.4 * guard.token_budget(seconds)
+    assert guard.token_budget(12 * 60) == 400  # within the decoder's 448, prompt included
+    assert guard.token_budget(2, guard.OFF) is None
+
+
 def _wer_with_and_without(recognizer, clips, monkeypatch) -> list[tuple[float, float]]:
     figures = []
     for name, reference, audio in clips:

@@ -13,6 +13,8 @@ times; given NaN samples it prints "!!!!...". Three defences, used by every back
    log-probability, a repetition loop's compression ratio), text without a letter or digit, a
    lone word Whisper itself doubts, and one word said over and over; :func:`drop_loop` does
    the last for the whole transcript ("you" once per 30 s window).
+4. :func:`token_budget` caps a decode at more words than the speech could hold, so a tone the
+   VAD let through costs a fraction of a second, and :func:`overran` drops what reached it.
 
 The thresholds and the figures behind them are on :class:`GuardOptions`;
 ``benchmarks/asr_guard.py`` prints what each clip kind gives with and without the guard.
@@ -69,6 +71,12 @@ class GuardOptions:
     # One word said more often than this (and nothing else) is a loop: "you you you you you".
     # Real short replies repeat up to four times ("Go, go, go, go.", "No, no, no.", "5 5").
     max_repeats: int = 4
+    # Whisper tokens a second of speech can hold. Real speech measured at most 5.5 text tokens
+    # a second (the 10 pocketsphinx-testdata clips, tiny.en, both backends); a 2 s beep the VAD
+    # passed ran to 224 tokens of "Beep beep..." in 1.2 s. A decode is capped at this rate
+    # (plus a floor for short words), and one that reaches the cap is dropped (see overran).
+    tokens_per_s: float = 14.0
+    token_floor: int = 20
 
 
 OPTIONS = GuardOptions()  # what the recognizers use; tests and benchmarks swap it to compare
@@ -172,6 +180,31 @@ def find_speech(audio: np.ndarray, options: GuardOptions | None = None) -> Speec
     if len(regions) == 1 and regions[0] == (0, len(audio)):
         return Speech(audio, tuple(regions))
     return Speech(np.concatenate([audio[a:b] for a, b in regions]), tuple(regions))
+
+
+def token_budget(seconds: float, options: GuardOptions | None = None) -> int | None:
+    """The most tokens a decode of ``seconds`` of speech may write (None: no cap).
+
+    Whisper decodes 30 s windows, and the cap is per window.
+    """
+    opts = options or OPTIONS
+    if not opts.drop_invented:
+        return None
+    # Whisper's decoder holds 448 tokens, its prompt included (faster-whisper refuses more).
+    return min(int(opts.tokens_per_s * min(seconds, 30.0)) + opts.token_floor, 400)
+
+
+def overran(tokens: int, seconds: float, options: GuardOptions | None = None) -> bool:
+    """Whether a decode of ``seconds`` (one window at most) wrote as many words as it could.
+
+    ``tokens``: the text tokens of its segments. Only a sound that is not speech gets there (a
+    tone, a beep): drop the whole transcript. A decode cut at the cap leaves half of it as text
+    tokens in faster-whisper (10, 20, 40, 80 for caps of 20, 40, 80, 160 on the beep) and all
+    of it in openai-whisper, so reaching half is reaching the cap; real speech stays under
+    0.4 of the cap.
+    """
+    budget = token_budget(seconds, options)
+    return budget is not None and seconds <= 30.0 and tokens >= budget / 2
 
 
 def invented(text: str, *, no_speech_prob: float, avg_logprob: float,

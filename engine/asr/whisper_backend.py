@@ -153,14 +153,19 @@ class WhisperRecognizer:
         segments: tuple[Segment, ...] = ()
         language = self.language or ""
         if speech is not None:
+            seconds = len(speech.audio) / 16000
             result = self._model.transcribe(
                 speech.audio, language=self.language, temperature=0.0,
                 fp16=self.device == "cuda", beam_size=self.beam_size,
-                condition_on_previous_text=False, verbose=None)
+                condition_on_previous_text=False, verbose=None,
+                sample_len=guard.token_budget(seconds))
+            decoded = result.get("segments", [])
+            if guard.overran(sum(len(s["tokens"]) for s in decoded), seconds):
+                decoded = []
             segments = guard.drop_loop(tuple(
                 Segment(speech.original_time(float(s["start"])),
                         speech.original_time(float(s["end"])), s["text"].strip())
-                for s in result.get("segments", [])
+                for s in decoded
                 if s["text"].strip() and not guard.invented(
                     s["text"], no_speech_prob=float(s["no_speech_prob"]),
                     avg_logprob=float(s["avg_logprob"]),
