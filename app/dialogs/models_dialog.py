@@ -8,6 +8,7 @@ run in workers; every failure appears in the banner at the top and the dialog ke
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -325,11 +326,15 @@ class ModelsDialog(QDialog):
             QMessageBox.StandardButton.No)
         if answer != QMessageBox.StandardButton.Yes:
             return
+        self._start_removal(Worker(manager.remove, persona.id, purge_cache=purge,
+                                   name=f"remove {persona.id}"),
+                            lambda _path: self._removed(persona))
+
+    def _start_removal(self, worker: Worker, removed: Callable[[Any], None]) -> None:
+        """Run a removal on a worker, the buttons greyed until it ends; failures in the banner."""
         self._removing = True
         self._update_buttons()
-        worker = Worker(manager.remove, persona.id, purge_cache=purge,
-                        name=f"remove {persona.id}")
-        worker.signals.finished.connect(lambda _path: self._removed(persona))
+        worker.signals.finished.connect(removed)
         worker.signals.failed.connect(
             lambda err: self.banner.show_message(err, title="Remove failed"))
         worker.signals.done.connect(self._remove_finished)
@@ -347,14 +352,8 @@ class ModelsDialog(QDialog):
             return
         from engine.install import asr_pull
 
-        self._removing = True
-        self._update_buttons()
-        worker = Worker(asr_pull.remove, entry.id, name=f"remove {entry.id}")
-        worker.signals.finished.connect(lambda freed: self._speech_model_removed(entry, freed))
-        worker.signals.failed.connect(
-            lambda err: self.banner.show_message(err, title="Remove failed"))
-        worker.signals.done.connect(self._remove_finished)
-        self.workers.start(worker)  # after connecting: a quick job could end before that
+        self._start_removal(Worker(asr_pull.remove, entry.id, name=f"remove {entry.id}"),
+                            lambda freed: self._speech_model_removed(entry, freed))
 
     def _speech_model_removed(self, entry: CatalogueEntry, freed: int) -> None:
         self.banner.show_message(f"Removed {entry.name} ({freed / 1e6:,.0f} MB freed).",
