@@ -43,7 +43,8 @@ class FakeOpenAi(ThreadingHTTPServer):
     of a longer promised body, then the connection drops); "error-event"
     (two chunks, then an error event); "garbage" (an event that is not JSON); "html" (a web
     page with status 200); "dead-worker" (500 with the error transformers serve answers once
-    its batching worker has died).
+    its batching worker has died; every request after it gets the same, and ``GET /health``
+    answers 503, as the engine does).
     """
 
     daemon_threads = True
@@ -65,6 +66,7 @@ class FakeOpenAi(ThreadingHTTPServer):
         self.sleep_s = sleep_s
         self.html_everywhere = html_everywhere
         self.requests: list[dict] = []  # {"method", "path", "body", "auth", "at"} per request
+        self.worker_dead = False  # after a "dead-worker" action
         self.lock = threading.Lock()
 
     def posts(self) -> list[dict]:
@@ -108,6 +110,11 @@ class _OpenAiHandler(BaseHTTPRequestHandler):
                 for name in self.server.models]})
         elif self.path == "/info" and self.server.info is not None:
             self._json(200, self.server.info)
+        elif self.path == "/health":
+            if self.server.worker_dead:
+                self._json(503, {"status": "unhealthy", "reason": "cb_worker_dead"})
+            else:
+                self._json(200, {"status": "ok"})
         else:
             self._json(404, {"detail": "Not Found"})
 
@@ -133,6 +140,8 @@ class _OpenAiHandler(BaseHTTPRequestHandler):
             return
         script = self.server.script
         action = script[index] if index < len(script) else "ok"
+        if self.server.worker_dead:
+            action = "dead-worker"  # it stays dead: every request fails from then on
         if action.isdigit():
             headers = ({"Retry-After": self.server.retry_after}
                        if self.server.retry_after and action in ("429", "503") else {})
@@ -144,6 +153,7 @@ class _OpenAiHandler(BaseHTTPRequestHandler):
         elif action == "html":
             self._send(200, b"<html><body>Please log in</body></html>", "text/html")
         elif action == "dead-worker":
+            self.server.worker_dead = True
             self._json(500, {"error": "CB worker is dead and cannot accept request 7f3a: No "
                                       "requests can be scheduled and no requests can be "
                                       "offloaded."})

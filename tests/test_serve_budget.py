@@ -15,6 +15,7 @@ from engine.serve.budget import (
     BudgetError,
     RequestBudget,
     load_budget,
+    plain_messages,
     served_context,
 )
 
@@ -100,6 +101,38 @@ def test_a_chat_prompt_is_counted_through_the_personas_template(budget, tokenize
     assert f"{tokens} in the prompt" in error.message
 
 
+def test_every_text_part_the_engine_reads_is_counted(budget):
+    # The engine joins "text", "input_text" and "output_text" parts with spaces: a prompt
+    # hidden in another part type, or in many empty parts, must not slip past the count.
+    big = "hello there " * 200
+    for parts in ([{"type": "input_text", "text": big}],
+                  [{"type": "output_text", "text": big}],
+                  [{"type": "text", "text": ""}] * 400):
+        error = refused(budget, CHAT, {"messages": [{"role": "user", "content": parts}],
+                                       "max_tokens": 4})
+        assert error.code == "context_length_exceeded"
+
+
+HISTORIES = [
+    [{"role": "user", "content": "hi"}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": [
+        {"type": "text", "text": "a"}, {"type": "input_text", "text": "b"},
+        {"type": "image_url", "image_url": {"url": "x"}}, {"type": "output_text", "text": ""}]}],
+    [{"role": "user", "content": None}, {"role": "assistant", "content": "ignored",
+      "tool_calls": [{"id": "1", "type": "function",
+                      "function": {"name": "f", "arguments": '{"x": 1}'}}]},
+     {"role": "tool", "tool_call_id": "1", "content": "2"}],
+]
+
+
+@pytest.mark.parametrize("messages", HISTORIES, ids=["plain", "parts", "tool-calls"])
+def test_messages_are_read_as_transformers_serve_reads_them(messages):
+    from transformers.cli.serving.utils import BaseHandler, Modality
+
+    engine = BaseHandler.get_processor_inputs_from_messages(messages, Modality.LLM)
+    assert plain_messages(messages) == engine
+
+
 @pytest.mark.parametrize(("path", "body", "code", "words"), [
     (TEXT, {"prompt": "hi"}, "invalid_max_tokens", "max_tokens"),
     (TEXT, {"prompt": "hi", "max_tokens": "12"}, "invalid_max_tokens", "'12'"),
@@ -111,8 +144,13 @@ def test_a_chat_prompt_is_counted_through_the_personas_template(budget, tokenize
     (CHAT, {"messages": [], "max_tokens": 4}, "invalid_messages", "non-empty"),
     (CHAT, {"max_tokens": 4}, "invalid_messages", "list"),
     (CHAT, {"messages": ["hi"], "max_tokens": 4}, "invalid_messages", "objects"),
+    (CHAT, {"messages": [{"content": "hi"}], "max_tokens": 4}, "invalid_messages", "'role'"),
+    (CHAT, {"messages": [{"role": "user", "content": [{"text": "hi"}]}], "max_tokens": 4},
+     "invalid_messages", "'type'"),
+    (TEXT, {"prompt": "hi", "max_completion_tokens": 4}, "invalid_max_tokens", "max_tokens"),
 ], ids=["no-length", "text-length", "zero", "fraction", "bool", "prompt-list", "messages-text",
-        "no-messages", "messages-missing", "message-not-object"])
+        "no-messages", "messages-missing", "message-not-object", "no-role", "part-no-type",
+        "completions-read-max-tokens-only"])
 def test_malformed_requests_get_a_specific_message(budget, path, body, code, words):
     error = refused(budget, path, body)
     assert error.code == code and words in error.message

@@ -173,7 +173,9 @@ def test_requests_beyond_the_budget_never_reach_the_engine(tiny_persona_dir):
         list_body = call(url, "/v1/chat/completions", [{"role": "user"}])
         assert fake.requests == []
         fine = call(url, "/v1/completions", {"prompt": "hi"})  # the persona's 12 tokens
+        null = call(url, "/v1/completions", {"prompt": "hi", "max_tokens": None})
     assert (huge.status, not_json.status, list_body.status, fine.status) == (400, 400, 400, 200)
+    assert null.status == 200 and fake.posts()[1]["body"]["max_tokens"] == 12  # as left out
     assert huge.json()["error"]["code"] == "context_length_exceeded"
     assert "at most 128 tokens" in huge.json()["error"]["message"]
     assert not_json.json()["error"]["code"] == "invalid_json"
@@ -260,13 +262,68 @@ def test_an_engine_whose_batching_worker_died_is_restarted_behind_the_proxy():
         stopped = _run_proxy_until_clients_finish(proxy, clients, restart=restart)
     assert stopped is True  # by SIGINT, after the clients were answered again
     assert seen["first"].status == 500  # the engine's own answer, passed on
-    assert reasons == ["its batching worker died"]
+    assert reasons == ["its batching worker died"]  # from its /health, within a second
+    statuses = [a.status for a in seen["answers"]]
+    # Its failures passed on until the health check, then 503 while it restarts, then served.
+    assert set(statuses) <= {500, 503, 200} and statuses[-1] == 200
+    assert statuses == sorted(statuses, key=[500, 503, 200].index)
     waiting = [a for a in seen["answers"] if a.status == 503]
     assert waiting, "no request came while the engine restarted"
     assert all(a.json()["error"]["type"] == "restarting" and a.headers["Retry-After"] == "10"
                for a in waiting)
-    assert len(dead.posts()) == 1  # after its worker died, nothing more was sent to it
+    assert len(dead.posts()) == 1 + statuses.count(500)
     assert len(fresh.posts()) == 1
+
+
+def test_a_reply_that_mentions_a_dead_worker_does_not_restart_the_engine():
+    # The engine's health decides, never a reply's text: anyone could ask for these words.
+    fake = FakeOpenAi(words=("The", " CB worker is dead", " and", " CB worker died."))
+    reasons: list[str] = []
+
+    async def restart(why: str) -> int:
+        reasons.append(why)
+        return fake.server_address[1]
+
+    with serving(fake) as engine_url:
+        proxy = Proxy(ProxyConfig(engine_port=int(engine_url.rsplit(":", 1)[1]),
+                                  engine_model="m", public_model="tiny"))
+
+        def clients(url: str) -> None:
+            for stream in (False, True, False):
+                assert call(url, "/v1/completions", {"prompt": "x", "stream": stream}
+                            ).status == 200
+            time.sleep(2.5)  # two health checks
+
+        assert _run_proxy_until_clients_finish(proxy, clients, restart=restart) is True
+    assert reasons == []
+    assert [r["path"] for r in fake.requests if r["method"] == "GET"].count("/health") >= 2
+
+
+def test_ctrl_c_while_the_engine_restarts_stops_at_once():
+    cleaned: list[str] = []
+
+    async def restart(why: str) -> int:
+        try:
+            await asyncio.sleep(60)  # a slow load
+        except asyncio.CancelledError:
+            cleaned.append(why)  # the CLI stops the half-started engine here
+            raise
+        return 0
+
+    proxy = Proxy(ProxyConfig(engine_port=9, engine_model="m", public_model="tiny"))
+
+    def clients(url: str) -> None:
+        deadline = time.monotonic() + 10
+        while not proxy.restarting:
+            assert time.monotonic() < deadline, "the restart never began"
+            time.sleep(0.05)
+        assert call(url, "/v1/completions", {"prompt": "x"}).status == 503
+
+    started = time.monotonic()
+    assert _run_proxy_until_clients_finish(proxy, clients, engine_alive=lambda: False,
+                                           restart=restart) is True
+    assert cleaned == ["it exited"]
+    assert time.monotonic() - started < 30  # not the 60 s load
 
 
 def test_an_engine_that_cannot_be_restarted_ends_serving_with_the_reason():

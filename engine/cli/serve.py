@@ -30,6 +30,7 @@ from engine.serve.proxy import Proxy, ProxyConfig, listen, run_proxy
 # An engine that fails more often than this is not helped by restarting it.
 MAX_RESTARTS = 3
 RESTART_WINDOW_S = 600.0
+RESTART_LOG_CHARS = 1200  # of a failed engine's output, printed before it is restarted
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -94,11 +95,18 @@ def _run_engine(args: argparse.Namespace, persona: Persona, token: str | None, k
                     hint="Check the persona's model, or try --engine builtin.",
                     code="serve_engine_died")
             print(f"The engine stopped answering ({why}); restarting it. Requests meanwhile "
-                  "get 503 with Retry-After.", flush=True)
+                  f"get 503 with Retry-After. The end of its output:\n"
+                  f"{engine.output()[-RESTART_LOG_CHARS:]}", flush=True)
             await asyncio.to_thread(engine.stop)
             # Started on this (the main) thread, so that it still dies with serve.
             engine = launch_engine(kind, persona, device=device, max_requests=max_requests)
-            await asyncio.to_thread(wait_ready, engine)
+            try:
+                await asyncio.to_thread(wait_ready, engine)
+            except asyncio.CancelledError:
+                # Ctrl-C while it loads: stopping it ends the wait on the thread within a
+                # poll, instead of asyncio.run waiting for that thread until the load is done.
+                engine.stop()
+                raise
             print(f"Engine restarted on {engine.url} (pid {engine.process.pid}).", flush=True)
             return engine.port
 

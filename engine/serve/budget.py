@@ -21,7 +21,10 @@ from typing import Any
 # Every persona chats within this many tokens (DialoGPT 1024, the starter 2048), even when its
 # model was trained for more (SmolLM2: 8192); the engine's cache is sized from it.
 SERVED_CONTEXT_TOKENS = 2048
-MAX_TOKEN_FIELDS = ("max_completion_tokens", "max_tokens")  # the first one present wins
+# The reply-length fields each route reads, the first one present winning, as the engine does:
+# completions read only max_tokens (and refuse max_completion_tokens with 422).
+MAX_TOKEN_FIELDS = {"completions": ("max_tokens",),
+                    "chat": ("max_completion_tokens", "max_tokens")}
 
 
 class BudgetError(ValueError):
@@ -39,19 +42,24 @@ class RequestBudget:
     context_tokens: int
     count_text: Callable[[str], int]  # tokens of a completion prompt
     count_messages: Callable[[list[dict[str, Any]], Any], int]  # chat prompt, tools
+    # OpenAI messages as the engine hands them to the chat template (content parts joined)
+    normalise: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] = field(
+        default_factory=lambda: plain_messages)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def check(self, path: str, body: dict[str, Any]) -> None:
         """Raise :class:`BudgetError` unless the request's prompt and reply fit.
 
-        ``body`` has the proxy's defaults applied, so a reply length is always there.
+        ``body`` has the proxy's defaults applied, so a reply length is there unless the
+        persona has none either.
         """
-        reply = _reply_tokens(body)
+        chat = path.endswith("/chat/completions")
+        reply = _reply_tokens(body, MAX_TOKEN_FIELDS["chat" if chat else "completions"])
         # One tokenizer is shared by the proxy's worker threads; Rust tokenizers refuse to be
-        # borrowed twice at once ("Already borrowed").
+        # borrowed twice at once ("Already borrowed"). A huge prompt (the proxy takes up to
+        # 4 MB) holds the lock for a second or two: the other requests' checks wait that long.
         with self._lock:
-            prompt = (self._chat_prompt(body) if path.endswith("/chat/completions")
-                      else self._text_prompt(body))
+            prompt = self._chat_prompt(body) if chat else self._text_prompt(body)
         if prompt + reply > self.context_tokens:
             raise BudgetError(
                 f"This persona reads at most {self.context_tokens} tokens per request, but "
@@ -72,17 +80,19 @@ class RequestBudget:
             raise BudgetError("messages must be a non-empty list of objects with a role and "
                               "content.", "invalid_messages")
         try:
-            return self.count_messages([_plain(message) for message in messages],
-                                       body.get("tools"))
+            return self.count_messages(self.normalise(messages), body.get("tools"))
         except BudgetError:
             raise
+        except (KeyError, TypeError) as err:  # the engine would fail on it too, with a 500
+            raise BudgetError(f"A message or content part is malformed (missing or wrong "
+                              f"{err}).", "invalid_messages") from err
         except Exception as err:  # noqa: BLE001 (the template's own errors, of any type)
             raise BudgetError(f"The persona's chat template cannot read these messages: "
                               f"{err}", "invalid_messages") from err
 
 
-def _reply_tokens(body: dict[str, Any]) -> int:
-    for name in MAX_TOKEN_FIELDS:
+def _reply_tokens(body: dict[str, Any], names: tuple[str, ...]) -> int:
+    for name in names:
         value = body.get(name)
         if value is None:
             continue
@@ -90,20 +100,52 @@ def _reply_tokens(body: dict[str, Any]) -> int:
             raise BudgetError(f"{name} must be a whole number of at least 1, not {value!r}.",
                               "invalid_max_tokens")
         return value
-    raise BudgetError("Say how long the reply may be: max_tokens.", "invalid_max_tokens")
+    raise BudgetError(f"Say how long the reply may be: {names[-1]}.", "invalid_max_tokens")
 
 
-def _plain(message: dict[str, Any]) -> dict[str, Any]:
-    """A message whose content parts (``[{"type": "text", "text": ...}]``) are joined text.
+def plain_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """OpenAI messages as transformers serve gives a text model's chat template.
 
-    The engine flattens text parts the same way before it applies the template.
+    A copy of its ``BaseHandler.get_processor_inputs_from_messages`` for a text model, used
+    where that cannot be imported: text parts ("text", "input_text", "output_text") joined
+    with spaces, other parts dropped, content ignored beside tool calls, whose string
+    arguments become objects. ``tests/test_serve_budget.py`` holds the two to the same output.
     """
-    content = message.get("content")
-    if isinstance(content, list):
-        texts = [part.get("text", "") for part in content
-                 if isinstance(part, dict) and part.get("type") == "text"]
-        return {**message, "content": "".join(str(text) for text in texts)}
-    return message
+    import copy
+
+    plain = []
+    for message in messages:
+        parsed: dict[str, Any] = {"role": message["role"]}
+        if message.get("tool_calls"):
+            calls = []
+            for call in message["tool_calls"]:
+                call = copy.deepcopy(call)
+                function = call.get("function") or call
+                if isinstance(function["arguments"], str):
+                    function["arguments"] = json.loads(function["arguments"])
+                calls.append(call)
+            parsed["tool_calls"] = calls
+        if "tool_call_id" in message:
+            parsed["tool_call_id"] = message["tool_call_id"]
+        content = [] if message.get("tool_calls") else (message.get("content") or [])
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        parsed["content"] = " ".join(part["text"] for part in content
+                                     if part["type"] in ("text", "input_text", "output_text"))
+        plain.append(parsed)
+    return plain
+
+
+def _engine_normaliser() -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+    """The engine's own message conversion, or :func:`plain_messages` without it."""
+    try:
+        from transformers.cli.serving.utils import BaseHandler, Modality
+    except ImportError:
+        return plain_messages
+    convert = getattr(BaseHandler, "get_processor_inputs_from_messages", None)
+    if convert is None:
+        return plain_messages
+    return lambda messages: convert(messages, Modality.LLM)
 
 
 def served_context(folder: Path) -> int:
@@ -141,4 +183,5 @@ def load_budget(folder: Path) -> RequestBudget:
             messages, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=True)
         return len(encoded["input_ids"])
 
-    return RequestBudget(served_context(folder), count_text, count_messages)
+    return RequestBudget(served_context(folder), count_text, count_messages,
+                         _engine_normaliser())

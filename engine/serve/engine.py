@@ -54,6 +54,7 @@ class EngineProcess:
     folder: Path  # the model folder it serves
     log: IO[bytes] = field(repr=False)  # its stdout and stderr
     names: Path | None = None  # the folder of the link it loads the model by (see _model_name)
+    _stop_lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
     def url(self) -> str:
@@ -65,28 +66,38 @@ class EngineProcess:
         return self.process.poll() is None
 
     def output(self) -> str:
-        """The end of what it printed."""
-        self.log.flush()
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")[-LOG_TAIL_CHARS:]
+        """The end of what it printed ("" once it is stopped)."""
+        with self._stop_lock:
+            if self.log.closed:
+                return ""
+            self.log.flush()
+            self.log.seek(0)
+            return self.log.read().decode(errors="replace")[-LOG_TAIL_CHARS:]
 
     def stop(self) -> None:
-        """SIGTERM to its process group, SIGKILL if it lingers; idempotent."""
-        try:
-            if self.alive():
-                _signal_group(self.process, signal.SIGTERM)
-                try:
-                    self.process.wait(timeout=STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
+        """SIGTERM to its process group, SIGKILL if it lingers.
+
+        Idempotent, and safe from two threads at once: a restart cancelled by Ctrl-C stops the
+        engine while the wait for it gives up on another thread.
+        """
+        with self._stop_lock:
+            if self.log.closed:
+                return
+            try:
+                if self.alive():
+                    _signal_group(self.process, signal.SIGTERM)
+                    try:
+                        self.process.wait(timeout=STOP_TIMEOUT_S)
+                    except subprocess.TimeoutExpired:
+                        _signal_group(self.process, signal.SIGKILL)
+                        self.process.wait()
+                else:
+                    # Its workers may outlive it; they share its group.
                     _signal_group(self.process, signal.SIGKILL)
-                    self.process.wait()
-            else:
-                # Its workers may outlive it; they share its group.
-                _signal_group(self.process, signal.SIGKILL)
-        finally:
-            self.log.close()
-            if self.names is not None:
-                shutil.rmtree(self.names, ignore_errors=True)
+            finally:
+                self.log.close()
+                if self.names is not None:
+                    shutil.rmtree(self.names, ignore_errors=True)
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:

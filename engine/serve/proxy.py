@@ -35,11 +35,12 @@ GENERATE_ROUTES = ("/v1/completions", "/v1/chat/completions")
 # In a reply, the mark of its last choice: a non-null finish_reason (transformers serve leaves
 # null ones out, vLLM writes them as null), in the streamed and the whole answer alike.
 FINISHED_MARK = re.compile(rb'"finish_reason":\s*"')
-FINISHED_MARK_BYTES = 20  # the most this mark, or the dead-worker one, spans
+FINISHED_MARK_BYTES = 20  # the most the mark spans, spaces included
 FORWARDED_GETS = ("/health",)
-# What transformers serve answers, as an error or an error event, once its continuous-batching
-# worker has died: it stays dead, and so every request after it fails until the engine restarts.
-DEAD_WORKER_MARK = re.compile(rb"CB worker (?:is dead|died)")
+# What transformers serve's /health answers once its continuous-batching worker has died: it
+# stays dead, and every request after it fails until the engine restarts.
+DEAD_WORKER_REASON = b"cb_worker_dead"
+HEALTH_TIMEOUT_S = 2.0  # a busy engine answers /health late; that is not a failure
 RESTART_RETRY_AFTER_S = 10  # told to clients while the engine restarts (a load: seconds)
 
 
@@ -85,7 +86,6 @@ class Proxy:
         # cycle through the engine's stream (held weakly by asyncio): the garbage collector
         # would destroy it mid-request ("Task was destroyed but it is pending").
         self._tasks: set[asyncio.Task[None]] = set()
-        self.engine_failed: str | None = None  # why the engine cannot answer any more
         self.restarting = False  # the engine is being restarted: generations get 503
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -118,7 +118,7 @@ class Proxy:
             if not generate and not (request.method == "GET" and request.path in FORWARDED_GETS):
                 raise _Refusal(HTTPStatus.NOT_FOUND, f"No route {request.method} "
                                f"{request.path}", "not_found")
-            if generate and (self.restarting or self.engine_failed):
+            if generate and self.restarting:
                 raise _Refusal(HTTPStatus.SERVICE_UNAVAILABLE,
                                "The engine is restarting; retry in a few seconds.",
                                "restarting", {"Retry-After": str(RESTART_RETRY_AFTER_S)})
@@ -196,7 +196,8 @@ class Proxy:
             raise _Refusal(HTTPStatus.BAD_REQUEST, "The request body must be a JSON object.",
                            "invalid_request_error", code="invalid_json")
         for name, value in self.config.defaults.items():
-            body.setdefault(name, value)
+            if body.get(name) is None:  # left out, or null as some clients send it
+                body[name] = value
         body["model"] = self.config.engine_model  # one model here, whatever name was sent
         refused = self.config.refused_fields
         if "repetition_penalty" in refused:
@@ -215,7 +216,7 @@ class Proxy:
             except BudgetError as err:
                 raise _Refusal(HTTPStatus.BAD_REQUEST, err.message, "invalid_request_error",
                                code=err.code) from None
-        return json.dumps(body).encode(), body.get("stream") is True
+        return json.dumps(body).encode(), bool(body.get("stream"))
 
     async def _forward_watching(self, request: _Request, reader: asyncio.StreamReader,
                                 writer: asyncio.StreamWriter, *,
@@ -269,19 +270,36 @@ class Proxy:
             # The engine answers "Connection: close" too, so the client reads to the end.
             tail = b""  # the end of the last chunk: the mark may straddle two
             while chunk := await up_reader.read(PIPE_CHUNK_BYTES):
-                seen = tail + chunk
-                if finished is not None and FINISHED_MARK.search(seen):
+                if finished is not None and FINISHED_MARK.search(tail + chunk):
                     finished()
                     finished = None
-                if DEAD_WORKER_MARK.search(seen) and not self.engine_failed:
-                    self.engine_failed = "its batching worker died"
-                    log.warning("The engine's batching worker died: %s", chunk[-300:])
                 tail = (tail + chunk)[-FINISHED_MARK_BYTES:]  # short reads: keep enough
                 writer.write(chunk)
                 await asyncio.wait_for(writer.drain(), self.config.client_timeout_s)
         finally:
             # A client gone mid-stream closes the engine's connection: it stops generating.
             up_writer.close()
+
+    async def worker_dead(self) -> bool:
+        """Whether the engine's ``/health`` says its batching worker has died.
+
+        Asked of the engine itself, not read from replies: a reply's text may say anything.
+        An engine that is slow to answer, or has no such route, is not called dead.
+        """
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", self.config.engine_port), HEALTH_TIMEOUT_S)
+        except (OSError, asyncio.TimeoutError):
+            return False
+        try:
+            writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(4096), HEALTH_TIMEOUT_S)
+        except (OSError, asyncio.TimeoutError):
+            return False
+        finally:
+            writer.close()
+        return answer.startswith(b"HTTP/1.1 503") and DEAD_WORKER_REASON in answer
 
     async def _reply(self, writer: asyncio.StreamWriter, status: HTTPStatus, payload: Any,
                      headers: dict[str, str] | None = None) -> None:
@@ -344,7 +362,8 @@ async def run_proxy(proxy: Proxy, sock: socket.socket, *,
                     restart: Callable[[str], Awaitable[int]] | None = None) -> bool:
     """Serve until SIGINT/SIGTERM (returns True) or the engine fails (returns False).
 
-    The engine fails when its process exits or its batching worker dies. With ``restart``,
+    The engine fails when its process exits or its ``/health`` says its batching worker died
+    (checked every second). With ``restart``,
     serving goes on instead: ``await restart(why)`` starts a new engine and returns its port,
     while generation requests are answered 503 with a Retry-After.
 
@@ -368,8 +387,11 @@ async def run_proxy(proxy: Proxy, sock: socket.socket, *,
                 continue
             except asyncio.TimeoutError:
                 pass
-            why = proxy.engine_failed or (None if engine_alive() else "it exited")
-            if why is None:
+            if not engine_alive():
+                why = "it exited"
+            elif await proxy.worker_dead():
+                why = "its batching worker died"
+            else:
                 continue
             if restart is None:
                 return False
@@ -384,7 +406,7 @@ async def run_proxy(proxy: Proxy, sock: socket.socket, *,
                 restarted.cancel()
                 break
             proxy.config.engine_port = restarted.result()
-            proxy.engine_failed, proxy.restarting = None, False
+            proxy.restarting = False
     finally:
         # Not wait_closed(): from Python 3.12 it waits for open streams to end; asyncio.run
         # cancels them instead.
