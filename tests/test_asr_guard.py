@@ -227,23 +227,34 @@ def test_tones_give_no_words(tiny_en, name):
 def test_a_beep_is_cut_off_at_the_token_cap_and_real_speech_stays_far_below_it(
         tiny_en, monkeypatch):
     """A 2 s beep the VAD passes ran to 224 tokens of "Beep beep..." (1.2 s of decoding)."""
-    seen: list[tuple[int, float, bool]] = []
+    seen: list[tuple[int, float, int | None, bool]] = []
     overran = guard.overran
 
-    def spy(tokens: int, seconds: float, options=None) -> bool:
-        seen.append((tokens, seconds, overran(tokens, seconds, options)))
-        return seen[-1][2]
+    def spy(tokens: int, seconds: float, budget: int | None) -> bool:
+        seen.append((tokens, seconds, budget, overran(tokens, seconds, budget)))
+        return seen[-1][3]
 
     monkeypatch.setattr(guard, "overran", spy)
     _no_words(tiny_en.transcribe(tone_clips()["440 Hz -20 dBFS, 2 s"]))
-    tokens, seconds, dropped = seen[-1]
-    assert dropped and tokens <= guard.token_budget(seconds) < 100  # cut short of 224
+    tokens, seconds, budget, dropped = seen[-1]
+    assert dropped and budget == guard.token_budget(seconds, english=True) < 100
+    assert tokens <= budget  # cut short of 224
     for _name, _reference, audio in real_clips():
         assert tiny_en.transcribe(audio).text
-        tokens, seconds, dropped = seen[-1]
-        assert not dropped and tokens < 0.4 * guard.token_budget(seconds)
-    assert guard.token_budget(12 * 60) == 400  # within the decoder's 448, prompt included
-    assert guard.token_budget(2, guard.OFF) is None
+        tokens, seconds, budget, dropped = seen[-1]
+        assert not dropped and budget is not None and tokens < 0.3 * budget
+
+
+def test_the_token_cap_is_for_english_and_within_what_whisper_allows():
+    assert guard.english("en", "small") and guard.english(None, "bundled-tiny.en")
+    assert not guard.english(None, "small") and not guard.english("zh", "large-v3")
+    assert guard.token_budget(12 * 60, english=True) == 400  # the decoder's 448, prompt in
+    assert guard.token_budget(12 * 60, english=True, ceiling=224) == 224
+    assert guard.token_budget(2, english=False) is None  # other scripts: uncapped
+    assert guard.token_budget(2, english=True, options=guard.OFF) is None
+    assert not guard.overran(10_000, 5.0, None)
+    assert guard.overran(24, 2.0, 48) and not guard.overran(23, 2.0, 48)
+    assert not guard.overran(300, 40.0, 400)  # beyond one window: not judged
 
 
 def _wer_with_and_without(recognizer, clips, monkeypatch) -> list[tuple[float, float]]:

@@ -182,28 +182,36 @@ def find_speech(audio: np.ndarray, options: GuardOptions | None = None) -> Speec
     return Speech(np.concatenate([audio[a:b] for a, b in regions]), tuple(regions))
 
 
-def token_budget(seconds: float, options: GuardOptions | None = None) -> int | None:
+def english(language: str | None, model: str) -> bool:
+    """Whether a recognizer transcribes English: told so, or an English-only model (".en")."""
+    return (language or "").lower() == "en" or str(model).endswith(".en")
+
+
+def token_budget(seconds: float, *, english: bool, ceiling: int = 400,
+                 options: GuardOptions | None = None) -> int | None:
     """The most tokens a decode of ``seconds`` of speech may write (None: no cap).
 
-    Whisper decodes 30 s windows, and the cap is per window.
+    Whisper decodes 30 s windows, and the cap is per window. English only: the rate was
+    measured on English, and other scripts take more tokens a second (Chinese, Hindi,
+    Russian: 8 to 15), so other languages decode uncapped as before. ``ceiling``: what the
+    backend allows (faster-whisper refuses a prompt plus cap beyond the decoder's 448 tokens;
+    openai-whisper's own default is 224).
     """
     opts = options or OPTIONS
-    if not opts.drop_invented:
+    if not opts.drop_invented or not english:
         return None
-    # Whisper's decoder holds 448 tokens, its prompt included (faster-whisper refuses more).
-    return min(int(opts.tokens_per_s * min(seconds, 30.0)) + opts.token_floor, 400)
+    return min(int(opts.tokens_per_s * min(seconds, 30.0)) + opts.token_floor, ceiling)
 
 
-def overran(tokens: int, seconds: float, options: GuardOptions | None = None) -> bool:
-    """Whether a decode of ``seconds`` (one window at most) wrote as many words as it could.
+def overran(tokens: int, seconds: float, budget: int | None) -> bool:
+    """Whether a decode of ``seconds`` (one window at most) capped at ``budget`` reached it.
 
-    ``tokens``: the text tokens of its segments. Only a sound that is not speech gets there (a
-    tone, a beep): drop the whole transcript. A decode cut at the cap leaves half of it as text
-    tokens in faster-whisper (10, 20, 40, 80 for caps of 20, 40, 80, 160 on the beep) and all
-    of it in openai-whisper, so reaching half is reaching the cap; real speech stays under
-    0.4 of the cap.
+    ``tokens``: those of its segments, as the backend lists them. Only a sound that is not
+    speech gets there (a tone, a beep): drop the whole transcript. A decode cut at the cap
+    lists half of it in faster-whisper (10, 20, 40, 80 for caps of 20, 40, 80, 160 on the
+    beep) and all of it in openai-whisper, so reaching half is reaching the cap; real English
+    speech stays under a quarter of it (both backends, tiny.en).
     """
-    budget = token_budget(seconds, options)
     return budget is not None and seconds <= 30.0 and tokens >= budget / 2
 
 

@@ -154,13 +154,15 @@ class WhisperRecognizer:
         language = self.language or ""
         if speech is not None:
             seconds = len(speech.audio) / 16000
+            # 224: openai-whisper's own sample_len, which the cap never raises.
+            english = guard.english(self.language, self.model_name)
+            budget = guard.token_budget(seconds, english=english, ceiling=224)
             result = self._model.transcribe(
                 speech.audio, language=self.language, temperature=0.0,
                 fp16=self.device == "cuda", beam_size=self.beam_size,
-                condition_on_previous_text=False, verbose=None,
-                sample_len=guard.token_budget(seconds))
+                condition_on_previous_text=False, verbose=None, sample_len=budget)
             decoded = result.get("segments", [])
-            if guard.overran(sum(len(s["tokens"]) for s in decoded), seconds):
+            if guard.overran(sum(len(s["tokens"]) for s in decoded), seconds, budget):
                 decoded = []
             segments = guard.drop_loop(tuple(
                 Segment(speech.original_time(float(s["start"])),
