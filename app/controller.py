@@ -7,6 +7,8 @@ microphone's, a worker's). The window only renders those signals and calls the m
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from typing import Any
 
@@ -60,7 +62,10 @@ class Controller(QObject):
         self.states = {"chat": OFF, "asr": OFF, "voice": OFF}
         self.conversation_id: int | None = self.store.latest_conversation()
         self._ptt: Any = None
-        self._pending_send: Any = None  # the worker starting a message sent mid-reply
+        # Messages sent while a reply winds down, started one after another, in order, on a
+        # thread of their own (never queued behind the pool's pulls): see _stop_turn.
+        self._sends: queue.Queue[str | None] = queue.Queue()
+        self._sender: threading.Thread | None = None
         self._hands_free: Any = None
         self._listener: Any = None
         self._closing = False
@@ -406,14 +411,32 @@ class Controller(QObject):
             return False
         if self._not_ready("Chat"):
             return False
-        if self.pipeline.busy:
-            # Waiting for the old turn to wind down happens on a worker, not in the window.
+        if self.pipeline.busy or self._sends.unfinished_tasks:
+            # Waiting for the old turn to wind down happens on the sender thread, not in the
+            # window; a message sent behind queued ones waits its turn, so order is kept.
             self.pipeline.barge_in("new message")
-            self._pending_send = self.workers.run(self.pipeline.start_text_turn, text,
-                                                  name="send")
+            if self._sender is None:
+                self._sender = threading.Thread(target=self._send_queued, name="send",
+                                                daemon=True)
+                self._sender.start()
+            self._sends.put(text)
         else:
             self.pipeline.start_text_turn(text)
         return True
+
+    def _send_queued(self) -> None:
+        """The sender thread: start each queued message once the turn before it has ended."""
+        while (text := self._sends.get()) is not None:
+            try:
+                pipeline = self.pipeline
+                if pipeline is not None and not self._closing:
+                    pipeline.start_text_turn(text)
+            except Exception as err:  # a bug: say so, in the window
+                self.error.emit("Chat", TalkError(f"The message could not be sent: {err}",
+                                                  code="internal_error"))
+            finally:
+                self._sends.task_done()
+        self._sends.task_done()
 
     def stop_speaking(self) -> None:
         """Stop the reply now: generation, synthesis and playback; what was spoken is kept."""
@@ -426,9 +449,7 @@ class Controller(QObject):
         A message sent while the previous reply wound down is started first: it was written
         in this conversation and is kept there, not carried into the one opened next.
         """
-        pending, self._pending_send = self._pending_send, None
-        if pending is not None:
-            pending.finished_event.wait()
+        self._sends.join()  # bounded by the wind-down of the turn before them
         if self.pipeline is not None and self.pipeline.busy:
             self.pipeline.barge_in(reason)
             self.pipeline.wait()
@@ -621,6 +642,10 @@ class Controller(QObject):
             # A reply being streamed is stored as cut. Local models stop within a decoding
             # step; a remote server may take until its timeout, so the wait is bounded.
             self.pipeline.close(timeout=15)
+        if self._sender is not None:  # it starts nothing more now (closing); let it end
+            self._sends.put(None)
+            self._sender.join()
+            self._sender = None
         self.workers.shutdown()  # a model still loading finishes first (it cannot be cut)
         if self.pipeline is not None:
             self.pipeline.close(timeout=15)  # in case a worker started a turn meanwhile

@@ -395,12 +395,13 @@ def test_a_message_sent_as_a_reply_winds_down_stays_in_its_conversation(qtbot, a
     qtbot.waitUntil(lambda: any(e.type == ev.REPLY_TOKEN for e in events))
     first = window.controller.conversation_id
     window.send("also this")  # starts once the first reply has wound down
+    window.send("and this")  # behind it, in order
     window.new_conversation()  # clicked at once, while it winds down
     qtbot.waitUntil(lambda: not window.controller.pipeline.busy)
     qtbot.wait(200)  # late events delivered
     assert window.chat_view.messages == []  # the new conversation is empty
     users = [t.text for t in window.controller.store.turns(first) if t.role == "user"]
-    assert users == ["first topic", "also this"]
+    assert users == ["first topic", "also this", "and this"]
     close(window)
 
 
