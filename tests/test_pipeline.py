@@ -129,6 +129,27 @@ def test_barge_in_stops_the_tts_stream_at_its_next_chunk(store):
     assert slow_player.chunks < 10
 
 
+def test_a_chunk_synthesised_as_the_turn_stops_is_not_played(store):
+    """A stop between the synthesis thread's cancel check and its hand-over drops the chunk.
+
+    The player drops it, given the turn's token.
+    """
+    class StopsJustBefore(FakePlayer):
+        def enqueue(self, samples, rate, text="", **piece):
+            if self.chunks == 1:  # the second chunk: the stop lands after the turn's check
+                pipeline.barge_in("user spoke")
+            super().enqueue(samples, rate, text, **piece)
+
+    player = StopsJustBefore(speed=1.0)
+    tts = FakeTTS(seconds=0.08, chunks=5)
+    pipeline, events, _ = make(store, FakeChat("A sentence to say."), tts=tts, player=player)
+    try:
+        pipeline.run_text_turn("talk")
+    finally:
+        player.close()
+    assert player.chunks == 1  # the chunk handed over after the stop never reached the queue
+
+
 def test_barge_in_stops_and_keeps_only_what_was_spoken(store):
     slow_player = FakePlayer(speed=1.0)
     chat = FakeChat("First sentence.", " Second", " sentence", " goes", " on", " and", " on.",
