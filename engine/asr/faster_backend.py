@@ -152,12 +152,12 @@ class FasterWhisperRecognizer:
             # 10 dB SNR 0.295 against 0.257; at 0 dB one more clip with no word right), took
             # 5.8 s for 30 min of silence against 0.5 s, and openai-whisper has no such filter.
             seconds = len(speech.audio) / 16000
-            english = guard.english(self.language, self.model_name)
-            budget = guard.token_budget(seconds, english=english)
+            cap = guard.token_cap(seconds, english=guard.english(self.language, self.model_name),
+                                  ceiling=400, listed=0.5)
             segments, info = self._model.transcribe(
                 speech.audio, language=self.language, beam_size=self.beam_size,
                 temperature=0.0, condition_on_previous_text=False, vad_filter=False,
-                max_new_tokens=budget)
+                max_new_tokens=cap.tokens if cap else None)
             decoded = list(segments)  # decodes here
             found = tuple(
                 Segment(speech.original_time(s.start), speech.original_time(s.end),
@@ -166,7 +166,7 @@ class FasterWhisperRecognizer:
                 if s.text.strip() and not guard.invented(
                     s.text, no_speech_prob=s.no_speech_prob, avg_logprob=s.avg_logprob,
                     compression_ratio=s.compression_ratio))
-            if guard.overran(sum(len(s.tokens) for s in decoded), seconds, budget):
+            if cap is not None and cap.reached(sum(len(s.tokens) for s in decoded)):
                 found = ()
             found = guard.drop_loop(found)
             language = info.language

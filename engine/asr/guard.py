@@ -13,8 +13,9 @@ times; given NaN samples it prints "!!!!...". Three defences, used by every back
    log-probability, a repetition loop's compression ratio), text without a letter or digit, a
    lone word Whisper itself doubts, and one word said over and over; :func:`drop_loop` does
    the last for the whole transcript ("you" once per 30 s window).
-4. :func:`token_budget` caps a decode at more words than the speech could hold, so a tone the
-   VAD let through costs a fraction of a second, and :func:`overran` drops what reached it.
+4. :func:`token_cap` caps an English decode at more words than the speech could hold, so a
+   tone the VAD let through costs a fraction of a second, and a decode that reached the cap
+   (:meth:`TokenCap.reached`) is dropped.
 
 The thresholds and the figures behind them are on :class:`GuardOptions`;
 ``benchmarks/asr_guard.py`` prints what each clip kind gives with and without the guard.
@@ -74,7 +75,7 @@ class GuardOptions:
     # Whisper tokens a second of speech can hold. Real speech measured at most 5.5 text tokens
     # a second (the 10 pocketsphinx-testdata clips, tiny.en, both backends); a 2 s beep the VAD
     # passed ran to 224 tokens of "Beep beep..." in 1.2 s. A decode is capped at this rate
-    # (plus a floor for short words), and one that reaches the cap is dropped (see overran).
+    # (plus a floor for short words), and one that reaches the cap is dropped (TokenCap).
     tokens_per_s: float = 14.0
     token_floor: int = 20
 
@@ -187,32 +188,47 @@ def english(language: str | None, model: str) -> bool:
     return (language or "").lower() == "en" or str(model).endswith(".en")
 
 
-def token_budget(seconds: float, *, english: bool, ceiling: int = 400,
-                 options: GuardOptions | None = None) -> int | None:
-    """The most tokens a decode of ``seconds`` of speech may write (None: no cap).
+@dataclass(frozen=True)
+class TokenCap:
+    """The most tokens a decode may write, and how many listed tokens mean it got there."""
+
+    tokens: int  # the decoder's limit (faster-whisper's max_new_tokens, whisper's sample_len)
+    reached_at: int | None  # segment tokens that show a decode cut at the cap (None: not judged)
+
+    def reached(self, listed: int) -> bool:
+        """Whether a decode whose segments list ``listed`` tokens was cut at the cap.
+
+        Only a sound that is not speech gets there (a tone, a beep): drop the whole transcript.
+        """
+        return self.reached_at is not None and listed >= self.reached_at
+
+
+def token_cap(seconds: float, *, english: bool, ceiling: int, listed: float,
+              options: GuardOptions | None = None) -> TokenCap | None:
+    """The cap for a decode of ``seconds`` of speech (None: uncapped, as before).
 
     Whisper decodes 30 s windows, and the cap is per window. English only: the rate was
     measured on English, and other scripts take more tokens a second (Chinese, Hindi,
-    Russian: 8 to 15), so other languages decode uncapped as before. ``ceiling``: what the
-    backend allows (faster-whisper refuses a prompt plus cap beyond the decoder's 448 tokens;
-    openai-whisper's own default is 224).
+    Russian: 8 to 15), so other languages decode uncapped.
+
+    Args:
+        seconds: the speech decoded (the voiced regions, not the whole recording).
+        english: whether the recognizer transcribes English (:func:`english`).
+        ceiling: what the backend allows (faster-whisper refuses a prompt plus cap beyond the
+            decoder's 448 tokens; openai-whisper's own default is 224). A cap at the ceiling
+            is the backend's, not the speech's: reaching it proves nothing, so it is not judged.
+        listed: the share of a cut decode's tokens its segments list. faster-whisper lists
+            half (10, 20, 40, 80 for caps of 20, 40, 80, 160 on a beep), openai-whisper all.
+        options: the guard's settings (:data:`OFF`: no cap).
+
     """
     opts = options or OPTIONS
     if not opts.drop_invented or not english:
         return None
-    return min(int(opts.tokens_per_s * min(seconds, 30.0)) + opts.token_floor, ceiling)
-
-
-def overran(tokens: int, seconds: float, budget: int | None) -> bool:
-    """Whether a decode of ``seconds`` (one window at most) capped at ``budget`` reached it.
-
-    ``tokens``: those of its segments, as the backend lists them. Only a sound that is not
-    speech gets there (a tone, a beep): drop the whole transcript. A decode cut at the cap
-    lists half of it in faster-whisper (10, 20, 40, 80 for caps of 20, 40, 80, 160 on the
-    beep) and all of it in openai-whisper, so reaching half is reaching the cap; real English
-    speech stays under a quarter of it (both backends, tiny.en).
-    """
-    return budget is not None and seconds <= 30.0 and tokens >= budget / 2
+    rate = int(opts.tokens_per_s * min(seconds, 30.0)) + opts.token_floor
+    tokens = min(rate, ceiling)
+    judged = rate < ceiling and seconds <= 30.0
+    return TokenCap(tokens, max(1, int(tokens * listed)) if judged else None)
 
 
 def invented(text: str, *, no_speech_prob: float, avg_logprob: float,

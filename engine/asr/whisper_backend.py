@@ -155,14 +155,15 @@ class WhisperRecognizer:
         if speech is not None:
             seconds = len(speech.audio) / 16000
             # 224: openai-whisper's own sample_len, which the cap never raises.
-            english = guard.english(self.language, self.model_name)
-            budget = guard.token_budget(seconds, english=english, ceiling=224)
+            cap = guard.token_cap(seconds, english=guard.english(self.language, self.model_name),
+                                  ceiling=224, listed=1.0)
             result = self._model.transcribe(
                 speech.audio, language=self.language, temperature=0.0,
                 fp16=self.device == "cuda", beam_size=self.beam_size,
-                condition_on_previous_text=False, verbose=None, sample_len=budget)
+                condition_on_previous_text=False, verbose=None,
+                sample_len=cap.tokens if cap else None)
             decoded = result.get("segments", [])
-            if guard.overran(sum(len(s["tokens"]) for s in decoded), seconds, budget):
+            if cap is not None and cap.reached(sum(len(s["tokens"]) for s in decoded)):
                 decoded = []
             segments = guard.drop_loop(tuple(
                 Segment(speech.original_time(float(s["start"])),
