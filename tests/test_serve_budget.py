@@ -145,11 +145,14 @@ def test_messages_are_read_as_transformers_serve_reads_them(messages):
     (CHAT, {"max_tokens": 4}, "invalid_messages", "list"),
     (CHAT, {"messages": ["hi"], "max_tokens": 4}, "invalid_messages", "objects"),
     (CHAT, {"messages": [{"content": "hi"}], "max_tokens": 4}, "invalid_messages", "'role'"),
+    (CHAT, {"messages": [{"role": "user", "content": "hi"}], "chat_template_kwargs": [1],
+            "max_tokens": 4}, "invalid_messages", "chat_template_kwargs"),
     (CHAT, {"messages": [{"role": "user", "content": [{"text": "hi"}]}], "max_tokens": 4},
      "invalid_messages", "'type'"),
     (TEXT, {"prompt": "hi", "max_completion_tokens": 4}, "invalid_max_tokens", "max_tokens"),
 ], ids=["no-length", "text-length", "zero", "fraction", "bool", "prompt-list", "messages-text",
-        "no-messages", "messages-missing", "message-not-object", "no-role", "part-no-type",
+        "no-messages", "messages-missing", "message-not-object", "no-role", "template-kwargs",
+        "part-no-type",
         "completions-read-max-tokens-only"])
 def test_malformed_requests_get_a_specific_message(budget, path, body, code, words):
     error = refused(budget, path, body)
@@ -163,7 +166,7 @@ def test_a_persona_without_a_chat_template_is_pointed_to_completions(tiny_person
 
 
 def test_a_template_that_cannot_read_the_messages_is_reported(budget):
-    def broken(messages, tools):
+    def broken(messages, tools, extra):
         raise ValueError("Conversation roles must alternate user/assistant")
 
     strict = RequestBudget(budget.context_tokens, budget.count_text, broken)

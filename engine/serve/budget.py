@@ -41,7 +41,8 @@ class RequestBudget:
 
     context_tokens: int
     count_text: Callable[[str], int]  # tokens of a completion prompt
-    count_messages: Callable[[list[dict[str, Any]], Any], int]  # chat prompt, tools
+    # chat prompt: messages, tools, the request's chat_template_kwargs (the engine passes them)
+    count_messages: Callable[[list[dict[str, Any]], Any, dict[str, Any]], int]
     # OpenAI messages as the engine hands them to the chat template (content parts joined)
     normalise: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] = field(
         default_factory=lambda: plain_messages)
@@ -80,12 +81,20 @@ class RequestBudget:
             raise BudgetError("messages must be a non-empty list of objects with a role and "
                               "content.", "invalid_messages")
         try:
-            return self.count_messages(self.normalise(messages), body.get("tools"))
+            plain = self.normalise(messages)
+        except KeyError as err:  # the engine would fail on it too, with a 500
+            raise BudgetError(f"A message or content part lacks {err}.",
+                              "invalid_messages") from err
+        except (TypeError, ValueError, AttributeError) as err:
+            raise BudgetError(f"A message or content part is malformed: {err}",
+                              "invalid_messages") from err
+        extra = body.get("chat_template_kwargs") or {}
+        if not isinstance(extra, dict):
+            raise BudgetError("chat_template_kwargs must be an object.", "invalid_messages")
+        try:
+            return self.count_messages(plain, body.get("tools"), extra)
         except BudgetError:
             raise
-        except (KeyError, TypeError) as err:  # the engine would fail on it too, with a 500
-            raise BudgetError(f"A message or content part is malformed (missing or wrong "
-                              f"{err}).", "invalid_messages") from err
         except Exception as err:  # noqa: BLE001 (the template's own errors, of any type)
             raise BudgetError(f"The persona's chat template cannot read these messages: "
                               f"{err}", "invalid_messages") from err
@@ -142,10 +151,16 @@ def _engine_normaliser() -> Callable[[list[dict[str, Any]]], list[dict[str, Any]
         from transformers.cli.serving.utils import BaseHandler, Modality
     except ImportError:
         return plain_messages
-    convert = getattr(BaseHandler, "get_processor_inputs_from_messages", None)
+    convert: Callable[..., list[dict[str, Any]]] | None = getattr(
+        BaseHandler, "get_processor_inputs_from_messages", None)
     if convert is None:
         return plain_messages
-    return lambda messages: convert(messages, Modality.LLM)
+    try:  # a later release may change it: then every chat request would fail here, not there
+        convert([{"role": "user", "content": "x"}], Modality.LLM)
+    except Exception:  # noqa: BLE001 (anything: fall back to the copy)
+        return plain_messages
+    converter = convert  # bound for the closure, as not None
+    return lambda messages: converter(messages, Modality.LLM)
 
 
 def served_context(folder: Path) -> int:
@@ -175,12 +190,14 @@ def load_budget(folder: Path) -> RequestBudget:
         # As the engine tokenizes a completion prompt: special tokens included.
         return len(tokenizer(prompt)["input_ids"])
 
-    def count_messages(messages: list[dict[str, Any]], tools: Any) -> int:
+    def count_messages(messages: list[dict[str, Any]], tools: Any,
+                       extra: dict[str, Any]) -> int:
         if not tokenizer.chat_template:
             raise BudgetError("This persona has no chat template, so it cannot take messages; "
                               "send a prompt to /v1/completions instead.", "no_chat_template")
         encoded: Any = tokenizer.apply_chat_template(
-            messages, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=True)
+            messages, tools=tools, add_generation_prompt=True, tokenize=True, return_dict=True,
+            **extra)
         return len(encoded["input_ids"])
 
     return RequestBudget(served_context(folder), count_text, count_messages,

@@ -41,6 +41,11 @@ FORWARDED_GETS = ("/health",)
 # stays dead, and every request after it fails until the engine restarts.
 DEAD_WORKER_REASON = b"cb_worker_dead"
 HEALTH_TIMEOUT_S = 2.0  # a busy engine answers /health late; that is not a failure
+# The engine is asked after any generation it failed (a 5xx, or an error event in a stream:
+# the worker dies while it serves one), and otherwise this often. Each question is a line in
+# its access log, which uvicorn writes whatever serve asks for.
+HEALTH_EVERY_S = 30.0
+ERROR_EVENT = re.compile(rb'data: ?\{"error"')
 RESTART_RETRY_AFTER_S = 10  # told to clients while the engine restarts (a load: seconds)
 
 
@@ -87,6 +92,7 @@ class Proxy:
         # would destroy it mid-request ("Task was destroyed but it is pending").
         self._tasks: set[asyncio.Task[None]] = set()
         self.restarting = False  # the engine is being restarted: generations get 503
+        self.engine_suspect = False  # a generation failed: ask the engine's health soon
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Serve one connection: one request, then close."""
@@ -205,7 +211,8 @@ class Proxy:
             # As the app's client does (DecodingOptions.openai_parameters): transformers serve
             # turns frequency_penalty back into this same repetition penalty.
             if isinstance(penalty, (int, float)) and penalty > 1:
-                body.setdefault("frequency_penalty", min(round(penalty - 1, 6), 2.0))
+                if body.get("frequency_penalty") is None:  # left out, or null
+                    body["frequency_penalty"] = min(round(penalty - 1, 6), 2.0)
         for name in refused:
             body.pop(name, None)
         budget = self.config.budget
@@ -269,11 +276,16 @@ class Proxy:
             await up_writer.drain()
             # The engine answers "Connection: close" too, so the client reads to the end.
             tail = b""  # the end of the last chunk: the mark may straddle two
+            first = True
             while chunk := await up_reader.read(PIPE_CHUNK_BYTES):
-                if finished is not None and FINISHED_MARK.search(tail + chunk):
+                seen = tail + chunk
+                if first and chunk.startswith(b"HTTP/1.1 5") or ERROR_EVENT.search(seen):
+                    self.engine_suspect = True  # never a restart by itself: see worker_dead
+                first = False
+                if finished is not None and FINISHED_MARK.search(seen):
                     finished()
                     finished = None
-                tail = (tail + chunk)[-FINISHED_MARK_BYTES:]  # short reads: keep enough
+                tail = seen[-FINISHED_MARK_BYTES:]  # short reads: keep enough
                 writer.write(chunk)
                 await asyncio.wait_for(writer.drain(), self.config.client_timeout_s)
         finally:
@@ -294,7 +306,9 @@ class Proxy:
         try:
             writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             await writer.drain()
-            answer = await asyncio.wait_for(reader.read(4096), HEALTH_TIMEOUT_S)
+            # To its end ("Connection: close"): the status line and the body that names the
+            # reason may come in separate packets.
+            answer = await asyncio.wait_for(reader.read(), HEALTH_TIMEOUT_S)
         except (OSError, asyncio.TimeoutError):
             return False
         finally:
@@ -362,8 +376,8 @@ async def run_proxy(proxy: Proxy, sock: socket.socket, *,
                     restart: Callable[[str], Awaitable[int]] | None = None) -> bool:
     """Serve until SIGINT/SIGTERM (returns True) or the engine fails (returns False).
 
-    The engine fails when its process exits or its ``/health`` says its batching worker died
-    (checked every second). With ``restart``,
+    The engine fails when its process exits (checked every second) or its ``/health`` says its
+    batching worker died (asked after a failed generation, else every 30 s). With ``restart``,
     serving goes on instead: ``await restart(why)`` starts a new engine and returns its port,
     while generation requests are answered 503 with a Retry-After.
 
@@ -381,6 +395,7 @@ async def run_proxy(proxy: Proxy, sock: socket.socket, *,
     try:
         address = server.sockets[0].getsockname()
         on_listening((str(address[0]), int(address[1])))
+        next_health = loop.time() + HEALTH_EVERY_S
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), 1.0)
@@ -389,10 +404,14 @@ async def run_proxy(proxy: Proxy, sock: socket.socket, *,
                 pass
             if not engine_alive():
                 why = "it exited"
-            elif await proxy.worker_dead():
-                why = "its batching worker died"
             else:
-                continue
+                if not (proxy.engine_suspect or loop.time() >= next_health):
+                    continue
+                proxy.engine_suspect = False
+                next_health = loop.time() + HEALTH_EVERY_S
+                if not await proxy.worker_dead():
+                    continue
+                why = "its batching worker died"
             if restart is None:
                 return False
             proxy.restarting = True
