@@ -135,9 +135,7 @@ class Controller(QObject):
                                           on_event=self.pipeline_event.emit)
             self._apply_voice_output()
         else:
-            if self.pipeline.busy:
-                self.pipeline.barge_in("persona switched")
-                self.pipeline.wait()
+            self._stop_turn("persona switched")  # queued messages first, in the old persona
             self.session.switch_backend(backend, persona.id)
             self.persona = persona
         self.conversation_id = self.session.conversation_id
@@ -407,7 +405,7 @@ class Controller(QObject):
 
     def send_text(self, text: str) -> bool:
         """Send a typed message (interrupting a running reply); False if not sent."""
-        if not text.strip():
+        if not text.strip() or self._closing:
             return False
         if self._not_ready("Chat"):
             return False
@@ -644,7 +642,8 @@ class Controller(QObject):
             self.pipeline.close(timeout=15)
         if self._sender is not None:  # it starts nothing more now (closing); let it end
             self._sends.put(None)
-            self._sender.join()
+            # Bounded: it may still wait on a remote turn that outlived the close above.
+            self._sender.join(timeout=15)
             self._sender = None
         self.workers.shutdown()  # a model still loading finishes first (it cannot be cut)
         if self.pipeline is not None:
