@@ -247,6 +247,7 @@ def test_a_beep_is_cut_off_at_the_token_cap_and_real_speech_stays_far_below_it(
 def test_the_token_cap_is_for_english_and_within_what_whisper_allows():
     assert guard.english("en", "small") and guard.english(None, "bundled-tiny.en")
     assert not guard.english(None, "small") and not guard.english("zh", "large-v3")
+    assert guard.english(None, "distil-large-v3")  # English-only, though its name lacks .en
 
     def cap(seconds, **given):
         return guard.token_cap(seconds, **{"english": True, "ceiling": 400, "listed": 0.5,

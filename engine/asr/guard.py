@@ -184,8 +184,14 @@ def find_speech(audio: np.ndarray, options: GuardOptions | None = None) -> Speec
 
 
 def english(language: str | None, model: str) -> bool:
-    """Whether a recognizer transcribes English: told so, or an English-only model (".en")."""
-    return (language or "").lower() == "en" or str(model).endswith(".en")
+    """Whether a recognizer transcribes English: told so, or an English-only model.
+
+    English-only: the ".en" sizes, and every distil-whisper model (distil-large-v3 included,
+    whose name does not say so: distil-whisper is trained for English only).
+    """
+    name = str(model).replace("\\", "/").rsplit("/", 1)[-1]
+    return (language or "").lower() == "en" or name.endswith(".en") or \
+        name.startswith("distil-")
 
 
 @dataclass(frozen=True)
