@@ -158,17 +158,10 @@ class FasterWhisperRecognizer:
                 speech.audio, language=self.language, beam_size=self.beam_size,
                 temperature=0.0, condition_on_previous_text=False, vad_filter=False,
                 max_new_tokens=cap.tokens if cap else None)
-            decoded = list(segments)  # decodes here
-            found = tuple(
-                Segment(speech.original_time(s.start), speech.original_time(s.end),
-                        s.text.strip())
-                for s in decoded
-                if s.text.strip() and not guard.invented(
-                    s.text, no_speech_prob=s.no_speech_prob, avg_logprob=s.avg_logprob,
-                    compression_ratio=s.compression_ratio))
-            if cap is not None and cap.reached(sum(len(s.tokens) for s in decoded)):
-                found = ()
-            found = guard.drop_loop(found)
+            found = guard.kept([  # decodes here
+                guard.Decoded(s.start, s.end, s.text, s.no_speech_prob, s.avg_logprob,
+                              s.compression_ratio, len(s.tokens))
+                for s in segments], speech, cap)
             language = info.language
         return Transcript(
             text=" ".join(s.text for s in found).strip(),

@@ -269,5 +269,34 @@ def drop_loop(segments: Sequence[Segment], options: GuardOptions | None = None
     return tuple(segments)
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """One segment as Whisper decoded it, in terms both backends give."""
+
+    start: float  # seconds into the speech Whisper was given
+    end: float
+    text: str
+    no_speech_prob: float
+    avg_logprob: float
+    compression_ratio: float
+    tokens: int  # as the backend lists them (see token_cap's ``listed``)
+
+
+def kept(decoded: Sequence[Decoded], speech: Speech, cap: TokenCap | None) -> tuple[Segment, ...]:
+    """The segments of a decode that are speech, in the recording's time.
+
+    Nothing when the decode reached its cap (:meth:`TokenCap.reached`) or is one word over
+    and over (:func:`drop_loop`); otherwise those :func:`invented` does not reject.
+    """
+    if cap is not None and cap.reached(sum(d.tokens for d in decoded)):
+        return ()
+    return drop_loop(tuple(
+        Segment(speech.original_time(d.start), speech.original_time(d.end), d.text.strip())
+        for d in decoded
+        if d.text.strip() and not invented(d.text, no_speech_prob=d.no_speech_prob,
+                                           avg_logprob=d.avg_logprob,
+                                           compression_ratio=d.compression_ratio)))
+
+
 def _is_loop(words: list[str], opts: GuardOptions) -> bool:
     return len(words) > opts.max_repeats and len(set(words)) == 1

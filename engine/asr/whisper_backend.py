@@ -162,17 +162,11 @@ class WhisperRecognizer:
                 fp16=self.device == "cuda", beam_size=self.beam_size,
                 condition_on_previous_text=False, verbose=None,
                 sample_len=cap.tokens if cap else None)
-            decoded = result.get("segments", [])
-            if cap is not None and cap.reached(sum(len(s["tokens"]) for s in decoded)):
-                decoded = []
-            segments = guard.drop_loop(tuple(
-                Segment(speech.original_time(float(s["start"])),
-                        speech.original_time(float(s["end"])), s["text"].strip())
-                for s in decoded
-                if s["text"].strip() and not guard.invented(
-                    s["text"], no_speech_prob=float(s["no_speech_prob"]),
-                    avg_logprob=float(s["avg_logprob"]),
-                    compression_ratio=float(s["compression_ratio"]))))
+            segments = guard.kept([
+                guard.Decoded(float(s["start"]), float(s["end"]), s["text"],
+                              float(s["no_speech_prob"]), float(s["avg_logprob"]),
+                              float(s["compression_ratio"]), len(s["tokens"]))
+                for s in result.get("segments", [])], speech, cap)
             language = str(result.get("language") or language)
         return Transcript(
             text=" ".join(s.text for s in segments).strip(),
