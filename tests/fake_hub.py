@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -26,7 +28,8 @@ class FakeHub(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, repo_id: str | dict[str, Path], folder: Path | None = None, *,
-                 gated: tuple[str, ...] = (), invalid_token: str | None = None):
+                 gated: tuple[str, ...] = (), invalid_token: str | None = None,
+                 list_sizes: bool = False):
         super().__init__(("127.0.0.1", 0), _Handler)
         repos = repo_id if isinstance(repo_id, dict) else {repo_id: folder}
         self.repos = {name: {p.relative_to(root).as_posix(): p.read_bytes()
@@ -36,6 +39,7 @@ class FakeHub(ThreadingHTTPServer):
         self.files = self.repos[self.repo_id]  # the first repo's files
         self.gated = set(gated)
         self.invalid_token = invalid_token  # a token answered 401 "Invalid credentials"
+        self.list_sizes = list_sizes  # the repo info gives each file's size, as with metadata
         self.requests: list[str] = []
         self.thread = threading.Thread(target=self.serve_forever, name="serve-fake-hub",
                                        daemon=True)
@@ -98,7 +102,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, data, {"Content-Type": "application/json"}, body)
         elif path == info_prefix or path.startswith(info_prefix + "/revision/"):
             data = json.dumps({"id": repo_id, "modelId": repo_id, "sha": COMMIT,
-                               "siblings": [{"rfilename": n} for n in files]}).encode()
+                               "siblings": [{"rfilename": n, **({"size": len(c)}
+                                                                 if hub.list_sizes else {})}
+                                            for n, c in files.items()]}).encode()
             self._send(200, data, {"Content-Type": "application/json"}, body)
         elif path.startswith(file_prefix):
             revision, _, name = path[len(file_prefix):].partition("/")
@@ -121,3 +127,42 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if body:
             self.wfile.write(data)
+
+
+class SlowHub(FakeHub):
+    """FakeHub sending files over ``slow_above`` bytes in ``piece``-byte pieces, ``pause`` s apart.
+
+    ``sent`` counts the bytes of each such file that went out, to tell that a cancel stopped it.
+    """
+
+    def __init__(self, repo_id: str, folder: Path, pause: float, *, piece: int = 256 * 1024,
+                 slow_above: int = 1024 * 1024, list_sizes: bool = False):
+        super().__init__(repo_id, folder, list_sizes=list_sizes)
+        self.RequestHandlerClass = _SlowHandler
+        self.pause, self.piece, self.slow_above = pause, piece, slow_above
+        self.sent: dict[str, int] = {}
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return  # the client hanging up on a cancel is the point
+        super().handle_error(request, client_address)
+
+
+class _SlowHandler(_Handler):
+    server: SlowHub
+
+    def _send(self, status: int, data: bytes, headers: dict[str, str], body: bool) -> None:
+        hub = self.server
+        if not body or len(data) <= hub.slow_above:
+            super()._send(status, data, headers, body)
+            return
+        name = self.path.split("?")[0].rsplit("/", 1)[-1]
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        for start in range(0, len(data), hub.piece):
+            self.wfile.write(data[start:start + hub.piece])
+            hub.sent[name] = min(len(data), start + hub.piece)
+            time.sleep(hub.pause)

@@ -26,7 +26,7 @@ from engine.install import asr_pull
 from engine.install.manager import PullCancelled
 from engine.models.catalogue import asr_catalogue, asr_entry
 from engine.settings import Settings
-from tests.fake_hub import FakeHub, _Handler
+from tests.fake_hub import FakeHub, SlowHub
 from tests.speech import SENTENCES, speak, speech_array, word_error_rate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,47 +36,6 @@ WANTED = {"config.json", "model.bin", "tokenizer.json", "vocabulary.txt"}
 needs_speech = pytest.mark.skipif(
     shutil.which("espeak-ng") is None or shutil.which("sox") is None,
     reason="needs espeak-ng and sox (installed by the set-up)")
-
-
-# -- a fake Hub whose big files come slowly ------------------------------------------------------
-
-
-class SlowHub(FakeHub):
-    """FakeHub sending files over 1 MB in 256 kB pieces, ``pause`` seconds apart.
-
-    ``sent`` counts the bytes of each big file that went out, to tell that a cancel stopped it.
-    """
-
-    def __init__(self, repo_id: str, folder: Path, pause: float = 0.05):
-        super().__init__(repo_id, folder)
-        self.RequestHandlerClass = _SlowHandler
-        self.pause = pause
-        self.sent: dict[str, int] = {}
-
-    def handle_error(self, request, client_address) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return  # the client hanging up on a cancel is the point
-        super().handle_error(request, client_address)
-
-
-class _SlowHandler(_Handler):
-    server: SlowHub
-    PIECE = 256 * 1024
-
-    def _send(self, status: int, data: bytes, headers: dict[str, str], body: bool) -> None:
-        if not body or len(data) <= 1024 * 1024:
-            super()._send(status, data, headers, body)
-            return
-        name = self.path.split("?")[0].rsplit("/", 1)[-1]
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.end_headers()
-        for start in range(0, len(data), self.PIECE):
-            self.wfile.write(data[start:start + self.PIECE])
-            self.server.sent[name] = min(len(data), start + self.PIECE)
-            time.sleep(self.server.pause)
 
 
 # -- fixtures ------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ from engine import settings as settings_store
 from engine.install import asr_pull
 from engine.models.catalogue import asr_catalogue
 from engine.settings import Settings
-from tests.fake_hub import FakeHub
-from tests.test_asr_models import SMALL_REPO, SlowHub, whisper_repo
+from tests.fake_hub import FakeHub, SlowHub
+from tests.test_asr_models import SMALL_REPO, whisper_repo
 
 __all__ = ["whisper_repo"]  # a fixture shared with the engine's tests (online/offline: conftest)
 

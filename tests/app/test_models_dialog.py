@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,73 +21,16 @@ from app.dialogs.models_dialog import ModelsDialog
 from app.first_run import FirstRunPage
 from app.pull_task import STEPS
 from app.workers import WorkerPool
-from tests.fake_hub import FakeHub, _Handler
+from tests.fake_hub import FakeHub, SlowHub
 
 ROOT = Path(__file__).resolve().parents[2]
 REPO_ID = "microsoft/DialoGPT-small"  # the catalogue's dialogpt-small
 PIECE = 64 * 1024
 
 
-# -- a fake Hub that lists file sizes and sends big files slowly ---------------------------------
-
-
-class SlowHub(FakeHub):
-    """FakeHub whose repo info lists file sizes and whose big files come in small, slow pieces.
-
-    ``sent`` records how many bytes of each slow file went out, to tell whether a cancelled
-    download really stopped.
-    """
-
-    def __init__(self, repo_id: str, folder: Path, pause: float):
-        super().__init__(repo_id, folder)
-        self.RequestHandlerClass = _SlowHandler
-        self.pause = pause
-        self.sent: dict[str, int] = {}
-
-    def handle_error(self, request, client_address) -> None:
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return  # the client hanging up on a cancel is the point of the test
-        super().handle_error(request, client_address)
-
-
-class _SlowHandler(_Handler):
-    server: SlowHub
-
-    def _serve(self, body: bool) -> None:
-        hub = self.server
-        path = self.path.split("?")[0]
-        info = f"/api/models/{hub.repo_id}"
-        if path == info or path.startswith(info + "/revision/"):
-            hub.requests.append(f"{self.command} {path}")
-            data = json.dumps({"id": hub.repo_id, "modelId": hub.repo_id, "sha": "0" * 40,
-                               "siblings": [{"rfilename": n, "size": len(c)}
-                                            for n, c in hub.files.items()]})
-            data = data.replace("0" * 40, _commit())
-            self._send(200, data.encode(), {"Content-Type": "application/json"}, body)
-            return
-        super()._serve(body)
-
-    def _send(self, status: int, data: bytes, headers: dict[str, str], body: bool) -> None:
-        if not body or len(data) <= PIECE:
-            super()._send(status, data, headers, body)
-            return
-        hub = self.server
-        name = self.path.split("?")[0].rsplit("/", 1)[-1]
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.end_headers()
-        for start in range(0, len(data), PIECE):
-            self.wfile.write(data[start:start + PIECE])
-            hub.sent[name] = min(len(data), start + PIECE)
-            time.sleep(hub.pause)
-
-
-def _commit() -> str:
-    from tests.fake_hub import COMMIT
-
-    return COMMIT
+def slow_hub(repo: Path, pause: float) -> SlowHub:
+    """The repo served with its file sizes listed, files over 64 kB sent slowly in 64 kB pieces."""
+    return SlowHub(REPO_ID, repo, pause, piece=PIECE, slow_above=PIECE, list_sizes=True)
 
 
 # -- fixtures ------------------------------------------------------------------------------------
@@ -186,7 +128,7 @@ def test_table_lists_the_catalogue_with_status(dialog):
 
 def test_pull_moves_the_progress_bar_then_the_persona_is_ready(dialog, qtbot, online, repo,
                                                                hf_cache):
-    with SlowHub(REPO_ID, repo, pause=0.01) as hub:
+    with slow_hub(repo, 0.01) as hub:
         online(hub)
         seen = _record_progress(dialog.progress_bar)
         _pull(qtbot, dialog)
@@ -210,7 +152,7 @@ def test_pull_moves_the_progress_bar_then_the_persona_is_ready(dialog, qtbot, on
 def test_cancel_stops_the_download_and_registers_nothing(dialog, qtbot, online, repo, workers,
                                                          tmp_path):
     (repo / "padding.txt").write_bytes(os.urandom(4 * 1024 * 1024))
-    with SlowHub(REPO_ID, repo, pause=0.025) as hub:  # 4 MB take 1.6 s
+    with slow_hub(repo, 0.025) as hub:  # 4 MB take 1.6 s
         online(hub)
         dialog.select("dialogpt-small")
         qtbot.mouseClick(dialog.pull_button, qtbot_button())
@@ -229,7 +171,7 @@ def test_cancel_stops_the_download_and_registers_nothing(dialog, qtbot, online, 
 
 
 def test_closing_the_dialog_cancels_its_pull(dialog, qtbot, online, repo):
-    with SlowHub(REPO_ID, repo, pause=0.05) as hub:  # 3 MB take 2.4 s
+    with slow_hub(repo, 0.05) as hub:  # 3 MB take 2.4 s
         online(hub)
         dialog.select("dialogpt-small")
         qtbot.mouseClick(dialog.pull_button, qtbot_button())
@@ -492,7 +434,7 @@ def test_engine_pull_reports_bytes_and_cancels(app_data, online, repo):
         reports.append((done, total))
         token.cancel()  # cancel at the first report
 
-    with SlowHub(REPO_ID, repo, pause=0.02) as hub:
+    with slow_hub(repo, 0.02) as hub:
         online(hub)
         with pytest.raises(manager.PullCancelled) as caught:
             manager.pull("dialogpt-small", progress=lambda line: None, on_bytes=on_bytes,
